@@ -1,0 +1,4 @@
+"""napari integration: the only package that imports napari, magicgui or Qt.
+
+Kept empty: napari imports it for every manifest entry.
+"""

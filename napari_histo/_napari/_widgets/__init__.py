@@ -1,0 +1,1 @@
+"""Dock widgets, one module each (kept empty so napari starts fast)."""

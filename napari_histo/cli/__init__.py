@@ -1,0 +1,1 @@
+"""The ``histo`` command line (sub-commands are imported only when used)."""

@@ -1,0 +1,74 @@
+"""``histo``: the napari-histo command line.
+
+Sub-commands live in their own modules and are imported only when run, so
+``histo --help`` and ``histo info`` start without loading torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from napari_histo import __version__
+from napari_histo.errors import HistoError
+
+# name -> "module:attribute"; the module is imported only when the command runs
+SUBCOMMANDS = {
+    "info": "napari_histo.cli.info:info",
+    "demo": "napari_histo.cli.demo:demo",
+}
+
+EPILOG = """\b
+Examples:
+  histo info slide.svs                 levels, µm/px, vendor, associated images
+  histo info slide.ndpi --json         the same as JSON, for scripts
+  histo demo                           the whole journey on the built-in sample
+
+Every command has its own --help.
+"""
+
+
+class LazyGroup(click.Group):
+    """A click group whose commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(SUBCOMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = SUBCOMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+
+@click.group(cls=LazyGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="napari-histo")
+def cli() -> None:
+    """napari-histo: whole-slide images for pathologists and model builders.
+
+    Open SVS, NDPI and OME-TIFF slides lazily, tile them, run models and move
+    results to and from QuPath.
+    """
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Console entry point: project errors become one clear line and exit code 2."""
+    try:
+        return cli.main(args=argv, prog_name="histo", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except HistoError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Exceptions raised by napari-histo.
+
+Every error inherits :class:`HistoError` *and* the builtin that matches the
+problem, so ``except FileNotFoundError`` keeps working for callers who do not
+know this package.  Each message names the file, the problem and the fix.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CorruptSlideError",
+    "CorruptTileError",
+    "DownloadError",
+    "HistoError",
+    "MissingMppError",
+    "SlideNotFoundError",
+    "UnsupportedCompressionError",
+    "UnsupportedFormatError",
+]
+
+
+class HistoError(Exception):
+    """Base class of every error napari-histo raises on purpose."""
+
+
+class SlideNotFoundError(HistoError, FileNotFoundError):
+    """The slide path does not exist or is not a file."""
+
+
+class UnsupportedFormatError(HistoError, ValueError):
+    """The file is not an image format napari-histo can read."""
+
+
+class UnsupportedCompressionError(HistoError, NotImplementedError):
+    """The TIFF uses a compression scheme no installed codec can decode."""
+
+
+class CorruptSlideError(HistoError, OSError):
+    """The file is damaged: truncated, unreadable structure or bad tile table."""
+
+
+class CorruptTileError(CorruptSlideError):
+    """One compressed tile of an otherwise readable slide fails to decode."""
+
+
+class MissingMppError(HistoError, ValueError):
+    """The slide has no µm/px in its metadata and the operation needs one."""
+
+
+class DownloadError(HistoError, ConnectionError):
+    """A file that napari-histo fetches once (sample slide, weights) could not be fetched."""

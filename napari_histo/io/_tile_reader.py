@@ -1,0 +1,341 @@
+"""Array-likes over pyramid levels that decode each compressed tile once.
+
+A :class:`TiffLevelReader` reads the bytes of exactly the TIFF tiles (or
+strips) a window touches with positional reads, decodes them in a thread pool
+(imagecodecs releases the GIL) and keeps decoded tiles in a byte-bounded LRU
+cache shared by all levels of a slide.  It exposes ``shape``, ``dtype``,
+``ndim`` and ``__getitem__`` so dask and napari can use it directly.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
+
+import numpy as np
+
+from napari_histo.errors import CorruptTileError, UnsupportedCompressionError
+
+__all__ = ["ArrayLevel", "DownsampledLevel", "LevelReader", "TiffLevelReader", "TileCache"]
+
+OnError = Literal["raise", "fill"]
+
+_POOL_LOCK = threading.Lock()
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _decode_pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            workers = min(16, os.cpu_count() or 2)
+            _POOL = ThreadPoolExecutor(workers, thread_name_prefix="histo-decode")
+        return _POOL
+
+
+class TileCache:
+    """Thread-safe LRU cache of decoded tiles, bounded in bytes."""
+
+    def __init__(self, max_bytes: int = 256 * 2**20):
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[Any, np.ndarray] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> np.ndarray | None:
+        with self._lock:
+            tile = self._items.get(key)
+            if tile is not None:
+                self._items.move_to_end(key)
+            return tile
+
+    def put(self, key: Any, tile: np.ndarray) -> None:
+        if tile.nbytes > self.max_bytes:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = tile
+            self._bytes += tile.nbytes
+            while self._bytes > self.max_bytes:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= old.nbytes
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+
+class LevelReader:
+    """Common array-like behaviour: ``shape``/``dtype``/``ndim`` and slicing.
+
+    Subclasses implement :meth:`read_window`, which returns the pixels of the
+    half-open window ``[r0, r1) x [c0, c1)`` clipped to the level.
+    """
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    chunk_shape: tuple[int, int]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def read_window(self, r0: int, c0: int, r1: int, c1: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if not isinstance(key, tuple):
+            key = (key,)
+        rows = key[0] if len(key) > 0 else slice(None)
+        cols = key[1] if len(key) > 1 else slice(None)
+        rest = key[2:]
+        (r0, r1, rstep), (c0, c1, cstep) = (
+            _as_range(rows, self.shape[0]),
+            _as_range(cols, self.shape[1]),
+        )
+        window = self.read_window(r0, c0, r1, c1)
+        window = window[::rstep, ::cstep]
+        if isinstance(rows, (int, np.integer)):
+            window = window[0]
+            if isinstance(cols, (int, np.integer)):
+                window = window[0]
+        elif isinstance(cols, (int, np.integer)):
+            window = window[:, 0]
+        return window[(Ellipsis, *rest)] if rest else window
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self.read_window(0, 0, self.shape[0], self.shape[1])
+        return out if dtype is None else out.astype(dtype)
+
+
+def _as_range(index: Any, size: int) -> tuple[int, int, int]:
+    if isinstance(index, (int, np.integer)):
+        i = int(index) + (size if index < 0 else 0)
+        if not 0 <= i < size:
+            raise IndexError(f"index {index} is out of bounds for axis with size {size}")
+        return i, i + 1, 1
+    if isinstance(index, slice):
+        start, stop, step = index.indices(size)
+        if step < 1:
+            raise IndexError("slide levels support only positive slice steps")
+        return start, max(start, stop), step
+    raise IndexError(f"unsupported index {index!r}; use integers or slices")
+
+
+class TiffLevelReader(LevelReader):
+    """One pyramid level stored as a tiled or stripped TIFF page.
+
+    Parameters
+    ----------
+    page : tifffile.TiffPage
+        The level's key page (``series.levels[i].keyframe``).
+    fd : int
+        An OS file descriptor of the slide opened for reading; positional
+        reads keep it safe to share between threads.
+    cache : TileCache
+        Shared decoded-tile cache.
+    key : object
+        Distinguishes this level's tiles in the shared cache.
+    path : str
+        File name used in error messages.
+    on_error : {"raise", "fill"}
+        What to do with a tile that fails to decode: raise
+        :class:`CorruptTileError`, or warn once and paint it with ``fill``.
+    fill : int
+        Value for missing (zero-byte) or failed tiles; 255 is slide background.
+    """
+
+    def __init__(
+        self,
+        page: Any,
+        fd: int,
+        cache: TileCache,
+        key: Any,
+        path: str,
+        on_error: OnError = "raise",
+        fill: int = 255,
+    ):
+        self._page = page
+        self._fd = fd
+        self._cache = cache
+        self._key = key
+        self._path = path
+        self.on_error: OnError = on_error
+        self.fill = fill
+        self.shape = tuple(int(n) for n in page.shape)
+        self.dtype = np.dtype(page.dtype)
+        chunks = page.chunks
+        self.chunk_shape = (int(chunks[0]), int(chunks[1]))
+        self._grid = (int(page.chunked[0]), int(page.chunked[1]))
+        self._offsets = np.asarray(page.dataoffsets, dtype=np.int64)
+        self._counts = np.asarray(page.databytecounts, dtype=np.int64)
+        self._decode = _page_decoder(page, path)
+        self._warned: set[int] = set()
+
+    @property
+    def compression(self) -> str:
+        return _compression_name(self._page.compression)
+
+    def end_of_data(self) -> int:
+        """Byte just past the last tile of this level (for truncation checks)."""
+        if len(self._offsets) == 0:
+            return 0
+        return int((self._offsets + self._counts).max())
+
+    def read_window(self, r0: int, c0: int, r1: int, c1: int) -> np.ndarray:
+        rows, cols = self.shape[0], self.shape[1]
+        r0, c0 = max(0, r0), max(0, c0)
+        r1, c1 = min(rows, r1), min(cols, c1)
+        out = np.empty((max(0, r1 - r0), max(0, c1 - c0), *self.shape[2:]), self.dtype)
+        if out.size == 0:
+            return out
+        th, tw = self.chunk_shape
+        tiles = [
+            (ty, tx)
+            for ty in range(r0 // th, (r1 - 1) // th + 1)
+            for tx in range(c0 // tw, (c1 - 1) // tw + 1)
+        ]
+        if len(tiles) == 1:
+            decoded = [self._tile(*tiles[0])]
+        else:
+            decoded = list(_decode_pool().map(lambda t: self._tile(*t), tiles))
+        for (ty, tx), tile in zip(tiles, decoded):
+            y0, x0 = ty * th, tx * tw
+            ys, xs = max(r0, y0), max(c0, x0)
+            ye, xe = min(r1, y0 + tile.shape[0]), min(c1, x0 + tile.shape[1])
+            out[ys - r0 : ye - r0, xs - c0 : xe - c0] = tile[ys - y0 : ye - y0, xs - x0 : xe - x0]
+        return out
+
+    def _tile(self, ty: int, tx: int) -> np.ndarray:
+        index = ty * self._grid[1] + tx
+        cache_key = (self._key, index)
+        tile = self._cache.get(cache_key)
+        if tile is not None:
+            return tile
+        tile = self._read_tile(index, ty, tx)
+        self._cache.put(cache_key, tile)
+        return tile
+
+    def _read_tile(self, index: int, ty: int, tx: int) -> np.ndarray:
+        count = int(self._counts[index])
+        if count == 0:  # sparse slides leave background tiles out
+            return self._fill_tile(ty, tx)
+        data = os.pread(self._fd, count, int(self._offsets[index]))
+        try:
+            if len(data) != count:
+                raise ValueError(f"read {len(data)} of {count} bytes (file truncated)")
+            pixels, _, shape = self._decode(data, index)
+            tile = np.asarray(pixels).reshape(shape[1], shape[2], *self.shape[2:])
+        except Exception as exc:  # every codec failure means a corrupt tile
+            if isinstance(exc, UnsupportedCompressionError):
+                raise
+            return self._on_bad_tile(index, ty, tx, exc)
+        return tile
+
+    def _fill_tile(self, ty: int, tx: int) -> np.ndarray:
+        th, tw = self.chunk_shape
+        return np.full((th, tw, *self.shape[2:]), self.fill, self.dtype)
+
+    def _on_bad_tile(self, index: int, ty: int, tx: int, exc: Exception) -> np.ndarray:
+        th, tw = self.chunk_shape
+        where = (
+            f"{self._path}: tile {index} of level {self._key[-1]} "
+            f"(rows {ty * th}-{(ty + 1) * th}, cols {tx * tw}-{(tx + 1) * tw}) "
+            f"at byte {int(self._offsets[index])} fails to decode ({exc})"
+        )
+        if self.on_error == "raise":
+            raise CorruptTileError(
+                f"{where}. The file is damaged: copy it again from the scanner or "
+                "archive, or read around the damage with open_slide(..., on_error='fill')."
+            ) from exc
+        if index not in self._warned:
+            self._warned.add(index)
+            warnings.warn(f"{where}; showing it as background.", RuntimeWarning, stacklevel=3)
+        return self._fill_tile(ty, tx)
+
+
+def _page_decoder(page: Any, path: str) -> Callable[[bytes, int], Any]:
+    """Bind tifffile's decoder for ``page`` with the JPEG tables it needs."""
+    try:
+        decode = page.decode
+    except Exception as exc:  # tifffile raises for codecs it does not know
+        raise _unsupported(page, path, exc) from exc
+    kwargs: dict[str, Any] = {"_fullsize": bool(page.is_tiled)}
+    if page.compression in {6, 7, 34892, 33007}:  # the JPEG family
+        kwargs["jpegtables"] = page.jpegtables
+        kwargs["jpegheader"] = page.jpegheader
+
+    def bound(data: bytes, index: int) -> Any:
+        try:
+            return decode(data, index, **kwargs)
+        except (KeyError, NotImplementedError) as exc:
+            raise _unsupported(page, path, exc) from exc
+        except ValueError as exc:
+            if "requires" in str(exc) or "not supported" in str(exc):
+                raise _unsupported(page, path, exc) from exc
+            raise
+
+    return bound
+
+
+def _unsupported(page: Any, path: str, exc: Exception) -> UnsupportedCompressionError:
+    name = _compression_name(page.compression)
+    return UnsupportedCompressionError(
+        f"{path}: compression {name} (TIFF code {int(page.compression)}) cannot be decoded "
+        f"here ({exc}). Install or upgrade the codecs with `pip install -U imagecodecs`, "
+        "or convert the slide to JPEG or JPEG 2000 tiles (e.g. with `vips tiffsave`)."
+    )
+
+
+def _compression_name(code: Any) -> str:
+    return getattr(code, "name", None) or str(int(code))
+
+
+class ArrayLevel(LevelReader):
+    """A level held as an in-memory array, decoded on first access by ``load``."""
+
+    def __init__(self, load: Callable[[], np.ndarray], shape: tuple[int, ...], dtype: Any):
+        self._load = load
+        self._array: np.ndarray | None = None
+        self._lock = threading.Lock()
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+        self.chunk_shape = (min(512, self.shape[0]), min(512, self.shape[1]))
+
+    def read_window(self, r0: int, c0: int, r1: int, c1: int) -> np.ndarray:
+        with self._lock:
+            if self._array is None:
+                self._array = self._load()
+        return self._array[max(0, r0) : r1, max(0, c0) : c1]
+
+
+class DownsampledLevel(LevelReader):
+    """A level computed lazily from ``parent`` by ``factor`` x ``factor`` block means.
+
+    Used for big single-level images, which have no pyramid in the file.
+    """
+
+    def __init__(self, parent: LevelReader, factor: int = 2):
+        self.parent = parent
+        self.factor = factor
+        self.shape = (parent.shape[0] // factor, parent.shape[1] // factor, *parent.shape[2:])
+        self.dtype = parent.dtype
+        self.chunk_shape = (min(512, self.shape[0]), min(512, self.shape[1]))
+
+    def read_window(self, r0: int, c0: int, r1: int, c1: int) -> np.ndarray:
+        f = self.factor
+        r0, c0 = max(0, r0), max(0, c0)
+        r1, c1 = min(self.shape[0], r1), min(self.shape[1], c1)
+        block = self.parent.read_window(r0 * f, c0 * f, r1 * f, c1 * f)
+        rows, cols = r1 - r0, c1 - c0
+        block = block[: rows * f, : cols * f].reshape(rows, f, cols, f, *block.shape[2:])
+        mean = block.mean(axis=(1, 3))
+        if np.issubdtype(self.dtype, np.integer):
+            mean = np.rint(mean)
+        return mean.astype(self.dtype)

@@ -1,0 +1,432 @@
+"""``open_slide``: whole-slide images as lazy pyramids, in micrometres.
+
+Nothing is decoded when a slide opens: the file's directory is parsed, the
+tile tables are checked against the file size, and each level becomes
+
+* a zarr array from tifffile's ``aszarr`` (``Slide.levels``) for interop, and
+* a tile reader that decodes each compressed tile once, used by
+  :meth:`Slide.read_region` and :meth:`Slide.to_dask` (the fast path).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_histo.errors import (
+    CorruptSlideError,
+    SlideNotFoundError,
+    UnsupportedFormatError,
+)
+from napari_histo.io._tile_reader import (
+    ArrayLevel,
+    DownsampledLevel,
+    LevelReader,
+    OnError,
+    TileCache,
+)
+
+__all__ = ["SLIDE_EXTENSIONS", "LevelInfo", "Slide", "open_slide"]
+
+#: File name endings the reader accepts (lower case).
+SLIDE_EXTENSIONS = (
+    ".svs", ".ndpi", ".tif", ".tiff", ".ome.tif", ".ome.tiff", ".btf", ".tf8", ".qptiff",
+    ".png", ".jpg", ".jpeg",
+)  # fmt: skip
+
+# A single-level image wider or taller than this gets lazily computed levels so
+# that napari can show it zoomed out without decoding every pixel at once.
+_LAZY_PYRAMID_ABOVE_PX = 4096
+_LAZY_PYRAMID_DOWN_TO_PX = 1024
+
+
+@dataclass(frozen=True)
+class LevelInfo:
+    """What one pyramid level is, without its pixels.
+
+    ``shape`` is (rows, cols[, samples]); ``downsample`` is level-0 pixels per
+    level pixel; ``tile_shape`` is the file's (rows, cols) chunk, or ``None``
+    for computed levels; ``compression`` names the codec.
+    """
+
+    shape: tuple[int, ...]
+    downsample: float
+    tile_shape: tuple[int, int] | None
+    compression: str
+    stored: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "shape": list(self.shape),
+            "downsample": round(self.downsample, 4),
+            "tile_shape": list(self.tile_shape) if self.tile_shape else None,
+            "compression": self.compression,
+            "stored_in_file": self.stored,
+        }
+
+
+@dataclass
+class Slide:
+    """An open whole-slide image.  Use :func:`open_slide` to make one.
+
+    Attributes
+    ----------
+    path : Path
+    format : str
+        ``aperio-svs``, ``hamamatsu-ndpi``, ``ome-tiff``, ``tiff``, ``png`` or ``jpeg``.
+    vendor : str or None
+    mpp : float or None
+        Level-0 micrometres per pixel; ``None`` when the file has none and
+        none was given.
+    mpp_source : str
+        Where ``mpp`` came from (a metadata field, ``"user"``, or ``"none"``).
+    magnification : float or None
+        Objective power recorded by the scanner.
+    levels : list
+        Level 0 first, each (rows, cols, samples): zarr arrays for levels stored
+        in the file, dask arrays for levels computed from a single-level image.
+    level_info : list of LevelInfo
+    properties : dict
+        Vendor metadata as strings.
+    """
+
+    path: Path
+    format: str
+    vendor: str | None
+    mpp: float | None
+    mpp_source: str
+    magnification: float | None
+    level_info: list[LevelInfo]
+    properties: dict[str, str]
+    _readers: list[LevelReader] = field(repr=False)
+    _zarr_factory: Callable[[int], Any] | None = field(default=None, repr=False)
+    _zarr_levels: list[Any] | None = field(default=None, repr=False)
+    _token: str = field(default_factory=lambda: uuid.uuid4().hex, repr=False)
+    _associated: dict[str, Any] = field(default_factory=dict, repr=False)
+    _closers: list[Any] = field(default_factory=list, repr=False)
+
+    # -- geometry -----------------------------------------------------------------
+    @property
+    def dimensions(self) -> tuple[int, int]:
+        """Level-0 (rows, cols)."""
+        return self.level_info[0].shape[0], self.level_info[0].shape[1]
+
+    @property
+    def level_count(self) -> int:
+        return len(self.level_info)
+
+    @property
+    def level_downsamples(self) -> list[float]:
+        return [info.downsample for info in self.level_info]
+
+    @property
+    def levels(self) -> list[Any]:
+        """Pyramid levels as arrays, level 0 first (see class docstring)."""
+        if self._zarr_levels is None:
+            self._zarr_levels = [
+                self._zarr_factory(i)
+                if self._zarr_factory is not None and self.level_info[i].stored
+                else self.to_dask(i)
+                for i in range(self.level_count)
+            ]
+        return self._zarr_levels
+
+    def level_mpp(self, level: int) -> float | None:
+        """µm/px of ``level`` (``None`` without level-0 µm/px)."""
+        return None if self.mpp is None else self.mpp * self.level_downsamples[level]
+
+    def best_level_for_downsample(self, downsample: float) -> int:
+        """Deepest level whose downsample does not exceed ``downsample`` (+1 %)."""
+        best = 0
+        for i, ds in enumerate(self.level_downsamples):
+            if ds <= downsample * 1.01:
+                best = i
+        return best
+
+    # -- pixels ---------------------------------------------------------------------
+    def read_region(
+        self,
+        origin_rc: tuple[int, int],
+        level: int,
+        size_rc: tuple[int, int],
+        *,
+        fill: int = 255,
+    ) -> np.ndarray:
+        """Pixels of a rectangle, like OpenSlide's ``read_region`` but in (row, col).
+
+        Parameters
+        ----------
+        origin_rc : (int, int)
+            Top-left corner in **level-0** pixel coordinates (row, col).
+        level : int
+            Pyramid level to read from.
+        size_rc : (int, int)
+            Output size in **level** pixels (rows, cols).
+        fill : int
+            Value for the part of the rectangle outside the slide (255 = white).
+
+        Returns
+        -------
+        ndarray, shape (rows, cols, samples), the slide's dtype (uint8 for RGB).
+        """
+        if not 0 <= level < self.level_count:
+            raise IndexError(f"level {level} does not exist; this slide has levels 0-{self.level_count - 1}")
+        rows, cols = (int(n) for n in size_rc)
+        if rows < 0 or cols < 0:
+            raise ValueError(f"size_rc must be non-negative, got {size_rc}")
+        ds = self.level_downsamples[level]
+        r0 = int(math.floor(origin_rc[0] / ds))
+        c0 = int(math.floor(origin_rc[1] / ds))
+        reader = self._readers[level]
+        out = np.full((rows, cols, *reader.shape[2:]), fill, dtype=reader.dtype)
+        rr0, cc0 = max(r0, 0), max(c0, 0)
+        rr1, cc1 = min(r0 + rows, reader.shape[0]), min(c0 + cols, reader.shape[1])
+        if rr1 > rr0 and cc1 > cc0:
+            out[rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = reader.read_window(rr0, cc0, rr1, cc1)
+        return out
+
+    def to_dask(self, level: int | None = None, *, chunk_px: int = 512) -> Any:
+        """Dask view(s) of the pyramid chunked on the file's tile layout.
+
+        Tiles smaller than ``chunk_px`` are grouped into chunks of about
+        ``chunk_px``; strips (as in NDPI) become ~``chunk_px`` square chunks.
+        Returns one dask array for ``level``, or a list for all levels.
+        """
+        if level is None:
+            return [self._dask_level(i, chunk_px=chunk_px) for i in range(self.level_count)]
+        return self._dask_level(level, chunk_px=chunk_px)
+
+    def _dask_level(self, level: int, *, chunk_px: int = 512) -> Any:
+        import dask.array as da
+
+        reader = self._readers[level]
+        chunks = _dask_chunks(reader.chunk_shape, reader.shape, chunk_px)
+        name = f"histo-{self._token}-L{level}-{'x'.join(map(str, chunks))}"
+        return da.from_array(reader, chunks=chunks, lock=False, asarray=False, fancy=False, name=name)
+
+    def thumbnail(self, max_px: int = 1024) -> np.ndarray:
+        """An RGB overview whose longer side is at most ``max_px`` pixels."""
+        level = self.level_count - 1
+        for i in range(self.level_count):
+            if max(self.level_info[i].shape[:2]) <= max(max_px, 1) * 4:
+                level = i
+                break
+        reader = self._readers[level]
+        image = reader.read_window(0, 0, reader.shape[0], reader.shape[1])
+        return _shrink_to(image, max_px)
+
+    # -- associated images ----------------------------------------------------------
+    @property
+    def associated_names(self) -> list[str]:
+        """Names of images stored beside the pyramid (label, macro, thumbnail ...)."""
+        return sorted(self._associated)
+
+    def associated_image(self, name: str) -> np.ndarray:
+        """Decode an associated image such as ``"label"`` or ``"macro"``."""
+        key = name.lower()
+        if key not in self._associated:
+            raise KeyError(
+                f"{self.path.name} has no associated image {name!r}; it has {self.associated_names}"
+            )
+        return np.asarray(self._associated[key]())
+
+    # -- summary and lifetime ---------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        """A JSON-ready description (what ``histo info --json`` prints)."""
+        return {
+            "path": str(self.path),
+            "format": self.format,
+            "vendor": self.vendor,
+            "dimensions_rc": list(self.dimensions),
+            "mpp": self.mpp,
+            "mpp_source": self.mpp_source,
+            "magnification": self.magnification,
+            "levels": [info.as_dict() for info in self.level_info],
+            "associated_images": {name: list(self._associated_shape(name)) for name in self.associated_names},
+        }
+
+    def _associated_shape(self, name: str) -> tuple[int, ...]:
+        loader = self._associated[name]
+        return tuple(getattr(loader, "shape", ()))
+
+    def close(self) -> None:
+        while self._closers:
+            self._closers.pop()()
+
+    def __enter__(self) -> Slide:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_slide(
+    path: str | os.PathLike[str],
+    mpp: float | None = None,
+    *,
+    on_error: OnError = "raise",
+    cache_bytes: int = 256 * 2**20,
+) -> Slide:
+    """Open a whole-slide image lazily.
+
+    Parameters
+    ----------
+    path : path-like
+        An Aperio SVS (JPEG or JPEG 2000), Hamamatsu NDPI, OME-TIFF, generic
+        pyramidal or single-level TIFF, or a PNG/JPEG image.
+    mpp : float, optional
+        Level-0 µm/px to use instead of (or in the absence of) the file's.
+    on_error : {"raise", "fill"}
+        For tiles that fail to decode later: raise ``CorruptTileError``, or warn
+        and show them as background.
+    cache_bytes : int
+        Budget of the decoded-tile cache shared by the slide's levels.
+
+    Raises
+    ------
+    SlideNotFoundError, UnsupportedFormatError, UnsupportedCompressionError, CorruptSlideError
+    """
+    path = Path(path)
+    if not path.exists():
+        raise SlideNotFoundError(f"{path}: no such file. Check the path (absolute: {path.absolute()}).")
+    if not path.is_file():
+        raise SlideNotFoundError(f"{path}: is a directory, not a slide file. Pass the slide file itself.")
+    if mpp is not None and not (math.isfinite(mpp) and mpp > 0):
+        raise ValueError(f"mpp must be a positive number of micrometres per pixel, got {mpp!r}")
+    kind = sniff_format(path)
+    cache = TileCache(cache_bytes)
+    if kind == "tiff":
+        from napari_histo.io._tiff_pyramid import open_tiff
+
+        slide = open_tiff(path, cache, on_error)
+    else:
+        slide = _open_plain_image(path, kind)
+    _add_lazy_levels(slide)
+    if mpp is not None:
+        slide.mpp, slide.mpp_source = float(mpp), "user"
+    return slide
+
+
+_MAGIC = {
+    b"II*\x00": "tiff",
+    b"MM\x00*": "tiff",
+    b"II+\x00": "tiff",
+    b"MM\x00+": "tiff",
+    b"\x89PNG": "png",
+    b"\xff\xd8\xff": "jpeg",
+}
+
+
+def sniff_format(path: Path) -> str:
+    """``tiff``, ``png`` or ``jpeg`` from the file's first bytes; raises otherwise."""
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if not head:
+        raise CorruptSlideError(f"{path}: the file is empty (0 bytes). Copy the slide again.")
+    for magic, kind in _MAGIC.items():
+        if head.startswith(magic):
+            return kind
+    raise UnsupportedFormatError(
+        f"{path}: not a TIFF, PNG or JPEG file (it starts with {head[:8]!r}). napari-histo reads "
+        "Aperio SVS, Hamamatsu NDPI, OME-TIFF and pyramidal TIFF slides; convert other formats "
+        "(e.g. MRXS, CZI) to pyramidal OME-TIFF with `bfconvert` or `vips tiffsave --tile --pyramid`."
+    )
+
+
+def _open_plain_image(path: Path, kind: str) -> Slide:
+    import imagecodecs
+
+    data = path.read_bytes()
+    try:
+        if kind == "png":
+            shape, dtype = _png_header(data)
+            decode = imagecodecs.png_decode
+        else:
+            shape, dtype = _jpeg_shape(data)
+            decode = imagecodecs.jpeg8_decode
+    except ValueError as exc:
+        raise CorruptSlideError(f"{path}: the {kind.upper()} header is damaged ({exc}).") from exc
+
+    def load() -> np.ndarray:
+        try:
+            return decode(path.read_bytes())
+        except Exception as exc:
+            raise CorruptSlideError(
+                f"{path}: the {kind.upper()} data fails to decode ({exc}); the file is damaged."
+            ) from exc
+
+    reader = ArrayLevel(load, shape, dtype)
+    info = LevelInfo(tuple(shape), 1.0, None, kind.upper())
+    return Slide(path, kind, None, None, "none", None, [info], {}, [reader])
+
+
+def _png_header(data: bytes) -> tuple[tuple[int, ...], Any]:
+    if len(data) < 26 or data[12:16] != b"IHDR":
+        raise ValueError("no IHDR chunk")
+    width = int.from_bytes(data[16:20], "big")
+    height = int.from_bytes(data[20:24], "big")
+    bit_depth, color_type = data[24], data[25]
+    samples = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(color_type)
+    if samples is None:
+        raise ValueError(f"unknown PNG colour type {color_type}")
+    shape = (height, width) if samples == 1 else (height, width, samples)
+    return shape, np.uint16 if bit_depth == 16 else np.uint8
+
+
+def _jpeg_shape(data: bytes) -> tuple[tuple[int, ...], Any]:
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            raise ValueError(f"bad marker at byte {i}")
+        marker = data[i + 1]
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker in (0xC0, 0xC1, 0xC2):
+            height = int.from_bytes(data[i + 5 : i + 7], "big")
+            width = int.from_bytes(data[i + 7 : i + 9], "big")
+            samples = data[i + 9]
+            return ((height, width) if samples == 1 else (height, width, samples)), np.uint8
+        i += 2 + length
+    raise ValueError("no frame header (SOF) found")
+
+
+def _add_lazy_levels(slide: Slide) -> None:
+    """Give big single-level images computed 2x levels down to ~1024 px."""
+    if slide.level_count != 1 or max(slide.level_info[0].shape[:2]) <= _LAZY_PYRAMID_ABOVE_PX:
+        return
+    reader = slide._readers[0]
+    while max(reader.shape[:2]) > _LAZY_PYRAMID_DOWN_TO_PX:
+        reader = DownsampledLevel(reader, 2)
+        ds = slide.level_info[0].shape[0] / reader.shape[0]
+        slide._readers.append(reader)
+        slide.level_info.append(LevelInfo(reader.shape, ds, None, "computed (2x2 mean)", stored=False))
+
+
+def _dask_chunks(tile: tuple[int, int], shape: tuple[int, ...], chunk_px: int) -> tuple[int, ...]:
+    rows = _chunk_len(tile[0], shape[0], chunk_px)
+    cols = _chunk_len(tile[1], shape[1], chunk_px)
+    return (rows, cols, *shape[2:])
+
+
+def _chunk_len(tile_len: int, size: int, target: int) -> int:
+    if tile_len >= size:  # strips span the whole width: cut them to ~target
+        return min(size, target)
+    return min(size, tile_len * max(1, round(target / tile_len)))
+
+
+def _shrink_to(image: np.ndarray, max_px: int) -> np.ndarray:
+    rows, cols = image.shape[:2]
+    scale = max_px / max(rows, cols)
+    if scale >= 1:
+        return image
+    from skimage.transform import resize
+
+    out_shape = (max(1, round(rows * scale)), max(1, round(cols * scale)), *image.shape[2:])
+    small = resize(image, out_shape, order=1, anti_aliasing=True, preserve_range=True)
+    return np.rint(small).astype(image.dtype)

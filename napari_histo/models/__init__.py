@@ -1,0 +1,1 @@
+"""Model specs, registry and the inference engine (filled in by the inference issue)."""

@@ -1,0 +1,1 @@
+"""Headless training from YAML recipes (filled in by the training issue)."""
