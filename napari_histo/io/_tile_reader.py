@@ -262,6 +262,10 @@ class TiffLevelReader(LevelReader):
 
 def _page_decoder(page: Any, path: str) -> Callable[[bytes, int], Any]:
     """Bind tifffile's decoder for ``page`` with the JPEG tables it needs."""
+    import tifffile
+
+    if page.compression not in tifffile.TIFF.DECOMPRESSORS:
+        raise _unsupported(page, path, ValueError("no decoder is registered for it"))
     try:
         decode = page.decode
     except Exception as exc:  # tifffile raises for codecs it does not know
