@@ -7,6 +7,7 @@ the vendor's metadata, and rejects damaged files before any pixel is decoded.
 from __future__ import annotations
 
 import os
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +39,33 @@ def open_tiff(path: Path, cache: TileCache, on_error: OnError) -> Slide:
             f"{path}: the TIFF structure cannot be read ({exc}). The file is truncated or "
             "damaged: copy it again from the scanner or archive."
         ) from exc
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    source = _OpenFile(tif, os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0)))
     try:
-        return _build_slide(path, tif, fd, cache, on_error)
+        return _build_slide(path, tif, source, cache, on_error)
     except BaseException:
-        os.close(fd)
-        tif.close()
+        source.close()
         raise
 
 
-def _build_slide(path: Path, tif: Any, fd: int, cache: TileCache, on_error: OnError) -> Slide:
+class _OpenFile:
+    """The slide's open TIFF and descriptor, closed by ``close`` or when unreferenced.
+
+    Level readers hold this object, so a napari layer that outlives its
+    :class:`Slide` keeps reading, and the file closes once nothing uses it.
+    """
+
+    def __init__(self, tif: Any, fd: int):
+        self.tif = tif
+        self.fd = fd
+        self.close = weakref.finalize(self, _close_file, tif, fd)
+
+
+def _close_file(tif: Any, fd: int) -> None:
+    tif.close()
+    os.close(fd)
+
+
+def _build_slide(path: Path, tif: Any, source: _OpenFile, cache: TileCache, on_error: OnError) -> Slide:
     if not tif.series:
         raise CorruptSlideError(f"{path}: the TIFF holds no image. The file is damaged or not a slide.")
     base = tif.series[0]
@@ -59,7 +77,8 @@ def _build_slide(path: Path, tif: Any, fd: int, cache: TileCache, on_error: OnEr
         )
     pages, associated = _levels_and_associated(tif)
     readers = [
-        TiffLevelReader(page, fd, cache, (str(path), i), str(path), on_error) for i, page in enumerate(pages)
+        TiffLevelReader(page, source, cache, (str(path), i), str(path), on_error)
+        for i, page in enumerate(pages)
     ]
     _check_not_truncated(path, readers)
     rows0, cols0 = pages[0].shape[:2]
@@ -86,7 +105,7 @@ def _build_slide(path: Path, tif: Any, fd: int, cache: TileCache, on_error: OnEr
         _zarr_factory=lambda i: _zarr_level(pages[i]),
         _associated=associated,
     )
-    slide._closers.extend([tif.close, lambda: os.close(fd)])
+    slide._closers.append(source.close)
     return slide
 
 

@@ -135,9 +135,11 @@ class TiffLevelReader(LevelReader):
     ----------
     page : tifffile.TiffPage
         The level's key page (``series.levels[i].keyframe``).
-    fd : int
-        An OS file descriptor of the slide opened for reading; positional
-        reads keep it safe to share between threads.
+    source : object
+        Owner of the open file with an ``fd`` attribute (an OS file descriptor
+        opened for reading); positional reads keep it safe to share between
+        threads, and holding the owner keeps the file open while this reader
+        (e.g. inside a napari layer's dask array) lives.
     cache : TileCache
         Shared decoded-tile cache.
     key : object
@@ -154,7 +156,7 @@ class TiffLevelReader(LevelReader):
     def __init__(
         self,
         page: Any,
-        fd: int,
+        source: Any,
         cache: TileCache,
         key: Any,
         path: str,
@@ -162,7 +164,7 @@ class TiffLevelReader(LevelReader):
         fill: int = 255,
     ):
         self._page = page
-        self._fd = fd
+        self._source = source
         self._cache = cache
         self._key = key
         self._path = path
@@ -226,7 +228,7 @@ class TiffLevelReader(LevelReader):
         count = int(self._counts[index])
         if count == 0:  # sparse slides leave background tiles out
             return self._fill_tile(ty, tx)
-        data = os.pread(self._fd, count, int(self._offsets[index]))
+        data = os.pread(self._source.fd, count, int(self._offsets[index]))
         try:
             if len(data) != count:
                 raise ValueError(f"read {len(data)} of {count} bytes (file truncated)")

@@ -1,0 +1,39 @@
+"""Sample data: the synthetic slide is made offline; downloads are checked and atomic."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import shared_file
+
+from napari_histo.errors import DownloadError
+from napari_histo.io import open_slide
+from napari_histo.io.samples import CMU1_SMALL_REGION, cache_dir, cmu_small_region_path, fetch
+
+
+def test_fetch_from_a_local_url_into_the_cache_once():
+    source = shared_file("wsi", "CMU-1-Small-Region.svs")
+    path = cmu_small_region_path(url=source.as_uri())
+    assert path.parent == cache_dir()
+    assert path.read_bytes() == source.read_bytes()
+    with open_slide(path) as slide:
+        assert slide.mpp == pytest.approx(0.499)
+    # the second call does not download again, even with an unreachable URL
+    assert cmu_small_region_path(url="http://127.0.0.1:9/never") == path
+
+
+def test_wrong_checksum_is_refused_and_leaves_nothing(tmp_path):
+    source = tmp_path / "payload.bin"
+    source.write_bytes(b"not the slide")
+    dest = tmp_path / "cache" / "slide.svs"
+    with pytest.raises(DownloadError, match="expected " + CMU1_SMALL_REGION["sha256"]):
+        fetch(source.as_uri(), dest, CMU1_SMALL_REGION["sha256"])
+    assert not dest.exists()
+    assert list(dest.parent.iterdir()) == []  # no partial file left behind
+
+
+def test_offline_download_says_where_to_put_the_file(tmp_path):
+    dest = tmp_path / "slide.svs"
+    with pytest.raises(DownloadError, match="offline") as info:
+        fetch("http://127.0.0.1:9/CMU-1-Small-Region.svs", dest, timeout_s=5)
+    assert str(dest) in str(info.value)
+    assert isinstance(info.value, ConnectionError)
