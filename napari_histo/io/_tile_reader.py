@@ -41,7 +41,7 @@ def _decode_pool() -> ThreadPoolExecutor:
 class TileCache:
     """Thread-safe LRU cache of decoded tiles, bounded in bytes."""
 
-    def __init__(self, max_bytes: int = 256 * 2**20):
+    def __init__(self, max_bytes: int = 32 * 2**20):
         self.max_bytes = max_bytes
         self._items: OrderedDict[Any, np.ndarray] = OrderedDict()
         self._bytes = 0
