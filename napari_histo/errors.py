@@ -12,7 +12,10 @@ __all__ = [
     "CorruptTileError",
     "DownloadError",
     "HistoError",
+    "InvalidImageError",
+    "MissingDependencyError",
     "MissingMppError",
+    "NoTissueError",
     "SlideNotFoundError",
     "UnsupportedCompressionError",
     "UnsupportedFormatError",
@@ -49,3 +52,15 @@ class MissingMppError(HistoError, ValueError):
 
 class DownloadError(HistoError, ConnectionError):
     """A file that napari-histo fetches once (sample slide, weights) could not be fetched."""
+
+
+class InvalidImageError(HistoError, ValueError):
+    """An image array has the wrong layout or dtype (grayscale, RGBA, 16-bit ...) for the operation."""
+
+
+class NoTissueError(HistoError, ValueError):
+    """An image or slide holds no tissue where the operation needs some (e.g. a stain reference)."""
+
+
+class MissingDependencyError(HistoError, ImportError):
+    """An optional package (torch, qupath_bridge ...) is needed and not installed."""

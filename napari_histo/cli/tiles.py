@@ -1,0 +1,137 @@
+"""``histo tiles SLIDE``: patches at a chosen µm/px, in class folders, with tiles.csv and GeoJSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import numpy as np
+from tqdm import tqdm
+
+from napari_histo.core.tile_labels import LabelMode, label_tiles
+from napari_histo.core.tiling import mpp_from_magnification, select_tiles
+from napari_histo.core.tissue import TissueMethod
+from napari_histo.io import open_slide
+from napari_histo.io.annotations import read_annotation_regions
+from napari_histo.io.patches import plan_slide_grid, slide_tissue_mask, tissue_tiles
+from napari_histo.io.tile_export import export_tiles
+
+__all__ = ["tiles"]
+
+
+@click.command()
+@click.argument("slide", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Output folder (class sub-folders, tiles.csv, <slide>_tiles.geojson).",
+)
+@click.option("--mpp", "target_mpp", type=float, default=None, help="µm/px of the patches (0.5 ≈ 20×).")
+@click.option("--magnification", type=float, default=None, help="Instead of --mpp: 20 means 0.5 µm/px.")
+@click.option(
+    "--tile-px", type=click.IntRange(min=1), default=224, show_default=True, help="Patch edge in pixels."
+)
+@click.option(
+    "--overlap",
+    "overlap_px",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Overlap of neighbouring patches, in patch pixels.",
+)
+@click.option(
+    "--min-tissue",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="Keep tiles with at least this tissue fraction (0 keeps all).",
+)
+@click.option(
+    "--tissue-method",
+    type=click.Choice([m.value for m in TissueMethod]),
+    default="hsv",
+    show_default=True,
+    help="Tissue detector.",
+)
+@click.option(
+    "--annotations",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="QuPath GeoJSON: keep only tiles in annotations, labelled by their class.",
+)
+@click.option(
+    "--label-mode",
+    type=click.Choice([m.value for m in LabelMode]),
+    default="centre",
+    show_default=True,
+    help="Class of a tile: the region under its centre, or the majority.",
+)
+@click.option(
+    "--slide-mpp",
+    type=float,
+    default=None,
+    help="Level-0 µm/px of the slide, when its metadata has none (or is wrong).",
+)
+@click.option("--format", "image_format", type=click.Choice(["png", "jpg"]), default="png", show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True, help="Decoding threads.")
+def tiles(
+    slide: Path,
+    out_dir: Path,
+    target_mpp: float | None,
+    magnification: float | None,
+    tile_px: int,
+    overlap_px: int,
+    min_tissue: float,
+    tissue_method: str,
+    annotations: Path | None,
+    label_mode: str,
+    slide_mpp: float | None,
+    image_format: str,
+    workers: int,
+) -> None:
+    """Cut SLIDE into patches of TILE_PX pixels at MPP µm/px, keeping tissue.
+
+    \b
+    Resumable: run the same command again and finished patches are skipped.
+    Examples:
+      histo tiles slide.svs --mpp 0.5 --tile-px 224 --out patches/
+      histo tiles slide.svs --mpp 0.5 --annotations slide.geojson --out train/
+      histo tiles frozen.svs --slide-mpp 0.25 --mpp 1.0 --out patches/
+    """
+    if (target_mpp is None) == (magnification is None):
+        raise click.UsageError("give exactly one of --mpp (e.g. --mpp 0.5) or --magnification (e.g. 20)")
+    if target_mpp is None:
+        target_mpp = mpp_from_magnification(magnification)
+    if overlap_px >= tile_px:
+        raise click.BadParameter(f"--overlap {overlap_px} must be smaller than --tile-px {tile_px}")
+    with open_slide(slide, mpp=slide_mpp) as opened:
+        grid = plan_slide_grid(opened, target_mpp, tile_px, overlap_px)
+        total = len(grid)
+        mask = slide_tissue_mask(opened, tissue_method)
+        grid, fractions = tissue_tiles(grid, mask, min_tissue)
+        labels = None
+        if annotations is not None:
+            codes, names = label_tiles(grid, read_annotation_regions(annotations), label_mode)
+            keep = codes >= 0
+            grid, fractions = select_tiles(grid, keep), fractions[keep]
+            labels = [names[c] for c in codes[keep]]
+        click.echo(
+            f"{slide.name}: {len(grid):,} of {total:,} tiles kept ({tile_px} px at {target_mpp:g} µm/px, "
+            f"read from level {grid.level})"
+        )
+        with tqdm(total=len(grid), unit="tile", desc="tiles", disable=None) as bar:
+            for done in export_tiles(
+                opened, grid, out_dir, fractions=fractions, labels=labels,
+                image_format=image_format, workers=workers,
+            ):  # fmt: skip
+                bar.update(done - bar.n)
+    _summary(out_dir, labels, len(grid))
+
+
+def _summary(out_dir: Path, labels: list[str] | None, count: int) -> None:
+    if labels:
+        names, counts = np.unique(labels, return_counts=True)
+        click.echo("  " + ", ".join(f"{n}: {c:,}" for n, c in zip(names, counts)))
+    click.echo(f"wrote {count:,} patches, tiles.csv and GeoJSON to {out_dir}")

@@ -1,0 +1,149 @@
+"""The arithmetic of stain normalisation, batched over images, in numpy.
+
+This is the reference that ``napari_histo.models.stain_torch`` mirrors step by
+step; keep the two in sync (the tests compare them).  Conventions:
+
+* optical density ``od = -ln((I + 1) / 256)`` per channel, so white (255) is 0;
+* a pixel is *stained* when every channel has ``od >= BETA`` (Macenko's rule);
+  for Reinhard a pixel is *tissue* when at least one channel does;
+* stain matrices are (2, 3): rows haematoxylin then eosin, unit length in OD.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "ALPHA_PERCENT",
+    "BETA",
+    "MAX_C_PERCENT",
+    "concentrations",
+    "lab_to_rgb",
+    "macenko_matrices",
+    "masked_quantile",
+    "od_from_rgb",
+    "order_he",
+    "rgb_from_od",
+    "rgb_to_lab",
+    "stained_mask",
+    "tissue_mask_any",
+]
+
+BETA = 0.15  # OD below which a channel counts as unstained (Macenko et al. 2009)
+ALPHA_PERCENT = 1.0  # robust extremes of the stain angle, in percent
+MAX_C_PERCENT = 99.0  # robust maximum of each stain's concentration, in percent
+# the largest uint8 value whose OD is >= BETA: (I + 1) / 256 <= exp(-BETA)
+_MAX_STAINED_VALUE = int(np.floor(256 * np.exp(-BETA) - 1))
+
+
+def od_from_rgb(rgb: np.ndarray) -> np.ndarray:
+    """Optical density of uint8 RGB, float64, same shape."""
+    return -np.log((rgb.astype(np.float64) + 1.0) / 256.0)
+
+
+def rgb_from_od(od: np.ndarray) -> np.ndarray:
+    """uint8 RGB from optical density (clipped, rounded)."""
+    return np.clip(np.rint(256.0 * np.exp(-od) - 1.0), 0, 255).astype(np.uint8)
+
+
+def stained_mask(rgb: np.ndarray) -> np.ndarray:
+    """True where every channel has OD >= BETA; (..., 3) uint8 -> (...) bool."""
+    return np.all(rgb <= _MAX_STAINED_VALUE, axis=-1)
+
+
+def tissue_mask_any(rgb: np.ndarray) -> np.ndarray:
+    """True where at least one channel has OD >= BETA; (..., 3) uint8 -> (...) bool."""
+    return np.any(rgb <= _MAX_STAINED_VALUE, axis=-1)
+
+
+def masked_quantile(values: np.ndarray, mask: np.ndarray, q: float) -> np.ndarray:
+    """Quantile ``q`` in [0, 1] of ``values`` where ``mask``, along axis 1 ('linear' method).
+
+    ``values`` is (n, m) or (n, m, k) and ``mask`` (n, m); returns (n,) or (n, k).
+    Rows without a True give NaN.
+    """
+    if values.ndim == 3:
+        return np.stack([masked_quantile(values[..., j], mask, q) for j in range(values.shape[2])], -1)
+    filled = np.where(mask, values, np.inf)
+    ordered = np.sort(filled, axis=1)
+    count = mask.sum(axis=1)
+    pos = q * np.maximum(count - 1, 0)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, np.maximum(count - 1, 0))
+    frac = pos - lo
+    rows = np.arange(values.shape[0])
+    out = ordered[rows, lo] * (1 - frac) + ordered[rows, hi] * frac
+    return np.where(count > 0, out, np.nan)
+
+
+def order_he(v1: np.ndarray, v2: np.ndarray) -> np.ndarray:
+    """(n, 2, 3) unit stain matrices from two (n, 3) vectors: haematoxylin (more red OD) first."""
+    h_first = (v1[:, 0] >= v2[:, 0])[:, None]
+    he = np.stack([np.where(h_first, v1, v2), np.where(h_first, v2, v1)], axis=1)
+    return he / np.linalg.norm(he, axis=2, keepdims=True)
+
+
+def macenko_matrices(od: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Macenko stain matrices of a batch.
+
+    Parameters
+    ----------
+    od : ndarray, float, shape (n, m, 3)
+        Optical densities of ``m`` pixels of each of ``n`` images.
+    mask : ndarray, bool, shape (n, m)
+        Stained pixels (each row needs a few).
+
+    Returns
+    -------
+    ndarray, float64, shape (n, 2, 3)
+    """
+    w = mask.astype(np.float64)[..., None]
+    count = w.sum(axis=1)  # (n, 1)
+    mean = (od * w).sum(axis=1) / count
+    centred = (od - mean[:, None]) * w
+    cov = np.einsum("nmi,nmj->nij", centred, centred) / np.maximum(count - 1, 1)[:, :, None]
+    _, vecs = np.linalg.eigh(cov)
+    e2, e1 = vecs[:, :, 1], vecs[:, :, 2]  # second-largest and largest
+    phi = np.arctan2(np.einsum("nmi,ni->nm", od, e1), np.einsum("nmi,ni->nm", od, e2))
+    lo = masked_quantile(phi, mask, ALPHA_PERCENT / 100)[:, None]
+    hi = masked_quantile(phi, mask, 1 - ALPHA_PERCENT / 100)[:, None]
+    v_lo = e2 * np.cos(lo) + e1 * np.sin(lo)
+    v_hi = e2 * np.cos(hi) + e1 * np.sin(hi)
+    # eigenvector signs are arbitrary; OD stain vectors are positive
+    v_lo *= np.where(v_lo.sum(axis=1, keepdims=True) < 0, -1.0, 1.0)
+    v_hi *= np.where(v_hi.sum(axis=1, keepdims=True) < 0, -1.0, 1.0)
+    return order_he(v_lo, v_hi)
+
+
+def concentrations(od: np.ndarray, stain_matrices: np.ndarray) -> np.ndarray:
+    """Least-squares stain concentrations: (n, m, 3) OD and (n, 2, 3) matrices -> (n, m, 2)."""
+    return od @ np.linalg.pinv(stain_matrices)
+
+
+# ---------------------------------------------------------------- CIELAB (sRGB, D65)
+_RGB_TO_XYZ = np.array(
+    [[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]]
+)
+_WHITE_D65 = np.array([0.95047, 1.0, 1.08883])
+
+
+def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """CIELAB of uint8 sRGB (same formulas as ``skimage.color.rgb2lab``), float64 (..., 3)."""
+    c = rgb.astype(np.float64) / 255.0
+    lin = np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
+    xyz = lin @ _RGB_TO_XYZ.T / _WHITE_D65
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16.0 / 116.0)
+    L = 116.0 * f[..., 1] - 16.0
+    a = 500.0 * (f[..., 0] - f[..., 1])
+    b = 200.0 * (f[..., 1] - f[..., 2])
+    return np.stack([L, a, b], axis=-1)
+
+
+def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
+    """uint8 sRGB from CIELAB (..., 3), clipped to the gamut."""
+    fy = (lab[..., 0] + 16.0) / 116.0
+    f = np.stack([fy + lab[..., 1] / 500.0, fy, fy - lab[..., 2] / 200.0], axis=-1)
+    xyz = np.where(f > 0.2068966, f**3, (f - 16.0 / 116.0) / 7.787) * _WHITE_D65
+    lin = np.clip(xyz @ np.linalg.inv(_RGB_TO_XYZ).T, 0.0, 1.0)
+    c = np.where(lin > 0.0031308, 1.055 * lin ** (1 / 2.4) - 0.055, 12.92 * lin)
+    return np.clip(np.rint(c * 255.0), 0, 255).astype(np.uint8)
