@@ -1,0 +1,173 @@
+"""GeoJSON geometry dicts → shapely, leniently, recording every change in a ReadReport."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import shapely
+
+from qupath_bridge._report import ReadReport, Severity
+from qupath_bridge.objects import DEFAULT_PLANE, ImagePlane
+
+__all__ = ["GEOMETRY_TYPES", "MAX_COORDINATE_PX", "parse_geometry", "parse_plane"]
+
+GEOMETRY_TYPES = (
+    "Point",
+    "MultiPoint",
+    "LineString",
+    "MultiLineString",
+    "Polygon",
+    "MultiPolygon",
+    "GeometryCollection",
+)
+# QuPath image sizes are Java ints: no pixel coordinate of a real image can be larger.
+MAX_COORDINATE_PX = 2.0**31
+
+
+class _BadGeometry(Exception):
+    """Internal: the geometry cannot be built; the message says why."""
+
+
+def parse_geometry(geometry: Any, index: int, report: ReadReport) -> shapely.Geometry | None:
+    """A shapely geometry from a GeoJSON geometry dict, or None when it must be skipped.
+
+    Open rings are closed, 3-D coordinates lose z, degenerate holes are removed;
+    each change is recorded in ``report``.  Validity (self-intersections) is checked
+    later for all features at once.
+    """
+    if not isinstance(geometry, dict):
+        report.fail(index, "no-geometry", f"geometry is {_short(geometry)}; QuPath objects need a ROI")
+        return None
+    kind = geometry.get("type")
+    if kind not in GEOMETRY_TYPES:
+        report.fail(
+            index,
+            "unknown-geometry-type",
+            f"unknown geometry type {_short(kind)}; expected one of {', '.join(GEOMETRY_TYPES)}",
+        )
+        return None
+    state = {"z": False}
+    try:
+        geom = _build(geometry, kind, index, report, state)
+    except _BadGeometry as exc:
+        report.fail(index, "bad-coordinates", f"{kind}: {exc}")
+        return None
+    if state["z"]:
+        report.add(
+            index,
+            "3d-coordinates",
+            Severity.WARNING,
+            "3-D coordinates: z dropped (QuPath keeps x, y; z-slices go in geometry.plane)",
+        )
+    return geom
+
+
+def parse_plane(geometry: Any, index: int, report: ReadReport) -> ImagePlane:
+    """``geometry.plane`` as an :class:`ImagePlane` (missing c/z/t take QuPath's defaults)."""
+    plane = geometry.get("plane") if isinstance(geometry, dict) else None
+    if plane is None:
+        return DEFAULT_PLANE
+    try:
+        return ImagePlane(int(plane.get("c", -1)), int(plane.get("z", 0)), int(plane.get("t", 0)))
+    except (AttributeError, TypeError, ValueError):
+        message = f"plane {_short(plane)} ignored; expected {{c, z, t}} integers"
+        report.add(index, "bad-plane", Severity.WARNING, message)
+        return DEFAULT_PLANE
+
+
+def _build(geometry: dict, kind: str, index: int, report: ReadReport, state: dict) -> shapely.Geometry:
+    if kind == "GeometryCollection":
+        parts = geometry.get("geometries")
+        if not isinstance(parts, list):
+            raise _BadGeometry(f"'geometries' must be a list, got {_short(parts)}")
+        built = []
+        for part in parts:
+            sub = part.get("type") if isinstance(part, dict) else None
+            if sub not in GEOMETRY_TYPES:
+                raise _BadGeometry(f"member of unknown type {_short(sub)}")
+            built.append(_build(part, sub, index, report, state))
+        return shapely.GeometryCollection(built)
+    coords = geometry.get("coordinates")
+    if kind == "Point":
+        return shapely.Point(_points(coords, 1, state)[0])
+    if kind == "MultiPoint":
+        return shapely.MultiPoint(_points(coords, 1, state))
+    if kind == "LineString":
+        return shapely.LineString(_points(coords, 2, state))
+    if kind == "MultiLineString":
+        return shapely.MultiLineString([_points(line, 2, state) for line in _list(coords)])
+    if kind == "Polygon":
+        return _polygon(coords, index, report, state)
+    polygons = [_polygon(p, index, report, state) for p in _list(coords)]
+    return shapely.MultiPolygon([p for p in polygons if not p.is_empty])
+
+
+def _polygon(rings: Any, index: int, report: ReadReport, state: dict) -> shapely.Polygon:
+    rings = [_ring(r, index, report, state) for r in _list(rings)]
+    if not rings or rings[0] is None:
+        message = "polygon shell with < 4 positions (QuPath's JTS reader rejects it): polygon dropped"
+        report.add(index, "short-ring", Severity.ERROR, message)
+        return shapely.Polygon()
+    holes = [r for r in rings[1:] if r is not None]
+    if len(holes) < len(rings) - 1:
+        message = "hole with < 4 positions (QuPath's JTS reader rejects it): hole removed"
+        report.add(index, "short-ring", Severity.ERROR, message)
+    return shapely.Polygon(rings[0], holes)
+
+
+def _ring(ring: Any, index: int, report: ReadReport, state: dict) -> np.ndarray | None:
+    points = _points(ring, 0, state)
+    if len(points) and not np.array_equal(points[0], points[-1]):
+        report.add(
+            index,
+            "open-ring",
+            Severity.ERROR,
+            "polygon ring not closed (QuPath's JTS reader rejects it): closed it",
+        )
+        points = np.vstack([points, points[:1]])
+    if len(points) < 4:
+        return None
+    return points
+
+
+def _points(coords: Any, minimum: int, state: dict) -> np.ndarray:
+    try:
+        array = np.asarray(coords, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise _BadGeometry(f"coordinates are not numbers: {_short(coords)}") from exc
+    if array.ndim == 1:
+        array = array[None, :] if array.size else np.empty((0, 2))
+    if array.ndim != 2 or (array.size and array.shape[1] not in (2, 3)):
+        raise _BadGeometry(f"expected [x, y] positions, got an array of shape {array.shape}")
+    if len(array) < minimum:
+        raise _BadGeometry(f"needs at least {minimum} positions, got {len(array)}")
+    if array.size and array.shape[1] == 3:
+        state["z"] = True
+        array = np.ascontiguousarray(array[:, :2])
+    if array.size:
+        _check_range(array)
+    return array
+
+
+def _check_range(array: np.ndarray) -> None:
+    if not np.isfinite(array).all():
+        bad = array[~np.isfinite(array)][0]
+        raise _BadGeometry(f"coordinate {bad} is not finite; replace or remove the vertex")
+    peak = np.abs(array).max()
+    if peak > MAX_COORDINATE_PX:
+        raise _BadGeometry(
+            f"coordinate {peak:.6g} is beyond any image size (QuPath's limit is 2^31 px); "
+            "coordinates must be level-0 pixels: rescale them (were they nm or a map projection?)"
+        )
+
+
+def _list(value: Any) -> list:
+    if not isinstance(value, list):
+        raise _BadGeometry(f"coordinates must be a list, got {_short(value)}")
+    return value
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

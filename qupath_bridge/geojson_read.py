@@ -1,0 +1,347 @@
+"""Read any GeoJSON that QuPath 0.2–0.7 writes or accepts into :class:`PathObject` lists.
+
+Accepted containers: FeatureCollection, single Feature, bare array (QuPath's export
+without the FeatureCollection option, possibly nested), bare geometries (become
+annotations, as in QuPath).  Files: ``.geojson``, ``.json``, ``.gz`` and ``.zip`` (the
+first ``.geojson``/``.json`` entry).  Plain RFC 7946 / DSA GeoJSON is read as
+annotations with a warning.  Every repair (open rings closed, self-intersections fixed,
+z dropped, empty geometries skipped) is counted and summarised in one warning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+import os
+import uuid
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import shapely
+
+from qupath_bridge._parse_geometry import GEOMETRY_TYPES, parse_geometry, parse_plane
+from qupath_bridge._parse_properties import (
+    LEGACY_IDS,
+    parse_classification,
+    parse_color,
+    parse_measurements,
+    parse_metadata,
+    parse_object_type,
+)
+from qupath_bridge._report import ReadReport, Severity
+from qupath_bridge.errors import GeoJSONError, GeoJSONWarning, QuPathFileNotFoundError
+from qupath_bridge.geometry import repair_polygonal
+from qupath_bridge.objects import ObjectType, PathObject
+
+__all__ = ["load_json", "read_geojson", "read_geojson_report"]
+
+GeoJSONSource = str | os.PathLike | dict | list | bytes
+_KNOWN_PROPERTIES = {
+    "objectType", "object_type", "name", "color", "classification", "isLocked", "isMissing",
+    "measurements", "metadata", "childObjects", "children",
+}  # fmt: skip
+_QUPATH_MARKERS = ("objectType", "object_type", "classification", "isLocked", "measurements")
+_DUPLICATES = "\x00duplicate-keys"
+
+
+def read_geojson(source: GeoJSONSource) -> list[PathObject]:
+    """Read QuPath objects from GeoJSON.
+
+    Parameters
+    ----------
+    source : path, str, bytes, dict or list
+        A file path (``.geojson``, ``.json``, ``.gz``, ``.zip``), JSON text, or already
+        parsed JSON.
+
+    Returns
+    -------
+    list of PathObject
+        In file order; geometries in level-0 pixels, valid (repaired where needed).
+
+    Raises
+    ------
+    QuPathFileNotFoundError
+        The path does not exist.
+    GeoJSONError
+        Invalid JSON, an unknown geometry type, non-finite or impossibly large
+        coordinates; the message names the feature index and the value.
+
+    Warns
+    -----
+    GeoJSONWarning
+        Once per call, summarising what was repaired, converted or skipped, with counts
+        and feature indices (see :func:`read_geojson_report` for the details).
+    """
+    report = read_geojson_report(source)
+    text = report.summary()
+    if text:
+        warnings.warn(
+            f"{report.source}: read {len(report.objects)} of {report.n_features} features with changes:\n"
+            + text,
+            GeoJSONWarning,
+            stacklevel=2,
+        )
+    return report.objects
+
+
+def read_geojson_report(source: GeoJSONSource, *, strict: bool = True) -> ReadReport:
+    """Like :func:`read_geojson`, but return a :class:`ReadReport` and never warn.
+
+    With ``strict=False`` unreadable features are recorded as errors and skipped instead
+    of raising (what ``histo qupath validate`` uses to list every problem at once).
+    """
+    report = ReadReport(strict=strict)
+    data = load_json(source, report)
+    features = _features(data, report)
+    report.n_features = len(features)
+    layouts = set()
+    for index, feature in enumerate(features):
+        obj, layout = _parse_feature(feature, index, report)
+        layouts.add(layout)
+        if obj is not None:
+            report.objects.append(obj)
+            report.object_indices.append(index)
+    report.layout = "empty" if not layouts else layouts.pop() if len(layouts) == 1 else "mixed"
+    if "foreign" in layouts or report.layout == "foreign":
+        n = sum(1 for f in features if _layout(f) == "foreign")
+        report.add(
+            None,
+            "foreign-geojson",
+            Severity.WARNING,
+            f"{n} feature(s) carry no QuPath properties (plain GeoJSON): read as annotations",
+        )
+    _repair_invalid(report)
+    return report
+
+
+def load_json(source: GeoJSONSource, report: ReadReport | None = None) -> Any:
+    """Parsed JSON of a path, JSON text or bytes (dict/list pass through).
+
+    Duplicated keys are recorded (QuPath 0.5–0.7 write ``metadata`` twice; both copies
+    are merged); bare ``NaN``/``Infinity`` tokens (QuPath 0.4) are accepted and noted.
+    """
+    report = report if report is not None else ReadReport()
+    if isinstance(source, dict | list):
+        return source
+    text = _read_text(source, report)
+    quirks = {"constant": 0}
+
+    def constant(token: str) -> float:
+        quirks["constant"] += 1
+        return float(token)
+
+    # only QuPath 0.5+ files with metadata repeat a key: keep the fast path for everything else
+    hook = _merge_duplicates if '"metadata"' in text else None
+    try:
+        data = json.loads(text, parse_constant=constant, object_pairs_hook=hook)
+    except json.JSONDecodeError as exc:
+        raise GeoJSONError(
+            f"{report.source}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}; "
+            "check the file is complete (not truncated) and is GeoJSON"
+        ) from exc
+    if quirks["constant"]:
+        report.add(
+            None,
+            "bare-nan",
+            Severity.ERROR,
+            f"{quirks['constant']} bare NaN/Infinity token(s) (QuPath 0.4 wrote these; strict JSON and "
+            'QuPath 0.5+ reject them): read as numbers; write_geojson writes them as "NaN" strings',
+        )
+    return data
+
+
+def _read_text(source: str | os.PathLike | bytes, report: ReadReport) -> str:
+    if isinstance(source, bytes):
+        return source.decode("utf-8-sig")
+    if isinstance(source, str) and source.lstrip()[:1] in ("{", "["):
+        return source
+    path = Path(source)
+    report.source = path.name
+    if not path.is_file():
+        raise QuPathFileNotFoundError(f"GeoJSON file not found: {path}")
+    if path.suffix.lower() == ".gz":
+        with gzip.open(path, "rb") as fh:
+            return fh.read().decode("utf-8-sig")
+    if path.suffix.lower() == ".zip":
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n.lower().endswith((".geojson", ".json"))]
+            if not names:
+                raise GeoJSONError(f"{path}: the zip holds no .geojson or .json entry: {archive.namelist()}")
+            if len(names) > 1:
+                message = f"zip has {len(names)} GeoJSON entries: read {names[0]}"
+                report.add(None, "zip-entries", Severity.WARNING, message)
+            return archive.read(names[0]).decode("utf-8-sig")
+    return path.read_text(encoding="utf-8-sig")
+
+
+def _merge_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+    out = dict(pairs)
+    if len(out) == len(pairs):
+        return out
+    seen: dict[str, Any] = {}
+    duplicates = []
+    for key, value in pairs:
+        if key in seen:
+            duplicates.append(key)
+            if isinstance(seen[key], dict) and isinstance(value, dict):
+                value = {**seen[key], **value}
+        seen[key] = value
+    seen[_DUPLICATES] = duplicates
+    return seen
+
+
+def _features(data: Any, report: ReadReport) -> list[dict]:
+    if isinstance(data, list):
+        report.container = "array"
+        return [f for item in data for f in _flatten(item, report)]
+    if isinstance(data, dict):
+        kind = data.get("type")
+        report.container = kind if kind in ("FeatureCollection", "Feature") else "geometry"
+        return _flatten(data, report)
+    raise GeoJSONError(
+        f"{report.source}: top level is {type(data).__name__}; expected a GeoJSON object or array"
+    )
+
+
+def _flatten(item: Any, report: ReadReport) -> list[dict]:
+    kind = item.get("type") if isinstance(item, dict) else None
+    if isinstance(item, list):
+        return [f for sub in item for f in _flatten(sub, report)]
+    if kind == "FeatureCollection":
+        features = item.get("features")
+        if not isinstance(features, list):
+            raise GeoJSONError(
+                f"{report.source}: FeatureCollection 'features' must be a list, got {features!r:.60}"
+            )
+        return features
+    if kind == "Feature":
+        return [item]
+    if kind in GEOMETRY_TYPES:
+        return [{"type": "Feature", "geometry": item, "properties": {}, _DUPLICATES: "bare"}]
+    if isinstance(item, dict) and ("pathClasses" in item or "names" in item or "colorRGB" in item):
+        raise GeoJSONError(
+            f"{report.source}: this is a QuPath class, not GeoJSON; use qupath_bridge.read_classification "
+            "(one class) or read_class_list (classes.json)"
+        )
+    raise GeoJSONError(
+        f"{report.source}: JSON object of type {kind!r} is not GeoJSON; expected FeatureCollection, "
+        f"Feature, a geometry ({', '.join(GEOMETRY_TYPES)}) or an array of them"
+    )
+
+
+def _layout(feature: Any) -> str:
+    if not isinstance(feature, dict):
+        return "foreign"
+    props = feature.get("properties") or {}
+    if not isinstance(props, dict):
+        return "foreign"
+    if "objectType" in props:
+        return "0.4+"
+    if "object_type" in props:
+        return "0.3"
+    if feature.get("id") in LEGACY_IDS:
+        return "0.2"
+    if feature.get(_DUPLICATES) == "bare" or any(k in props for k in _QUPATH_MARKERS):
+        return "qupath"  # QuPath-accepted, version unknown (bare geometry, partial properties)
+    return "foreign"
+
+
+def _parse_feature(feature: Any, index: int, report: ReadReport) -> tuple[PathObject | None, str]:
+    layout = _layout(feature)
+    if not isinstance(feature, dict):
+        report.fail(index, "not-a-feature", f"expected a Feature object, got {feature!r:.60}")
+        return None, layout
+    props = feature.get("properties") or {}
+    if not isinstance(props, dict):
+        report.add(index, "bad-properties", Severity.WARNING, f"properties {props!r:.60} ignored")
+        props = {}
+    if props.get(_DUPLICATES):
+        report.add(
+            index,
+            "duplicate-key",
+            Severity.INFO,
+            f"duplicated key(s) {props[_DUPLICATES]} in properties (QuPath 0.5–0.7 writer quirk): merged",
+        )
+    geometry = parse_geometry(feature.get("geometry"), index, report)
+    if geometry is None:
+        return None, layout
+    object_type = parse_object_type(feature, props, index, report)
+    geom_dict = feature.get("geometry") or {}
+    nucleus = None
+    if feature.get("nucleusGeometry") is not None:
+        if object_type is ObjectType.CELL:
+            nucleus = parse_geometry(feature["nucleusGeometry"], index, report)
+        else:
+            message = f"nucleusGeometry on a {object_type.value} ignored (QuPath uses it for cells only)"
+            report.add(index, "nucleus-not-cell", Severity.WARNING, message)
+    children = tuple(
+        obj
+        for child in props.get("childObjects") or props.get("children") or []
+        if (obj := _parse_feature(child, index, report)[0]) is not None
+    )
+    obj = PathObject(
+        geometry=geometry,
+        object_type=object_type,
+        id=_parse_id(feature.get("id"), index, report),
+        name=props.get("name") if isinstance(props.get("name"), str) else None,
+        color=parse_color(props.get("color")),
+        classification=parse_classification(props.get("classification"), index, report),
+        measurements=parse_measurements(props.get("measurements"), index, report),
+        metadata=parse_metadata(props.get("metadata"), index, report),
+        is_locked=props.get("isLocked") is True,
+        is_ellipse=geom_dict.get("isEllipse") is True,
+        plane=parse_plane(geom_dict, index, report),
+        nucleus_geometry=nucleus,
+        is_missing=props["isMissing"] if isinstance(props.get("isMissing"), bool) else None,
+        children=children,
+        extra={k: v for k, v in props.items() if k not in _KNOWN_PROPERTIES and k != _DUPLICATES},
+    )
+    return obj, layout
+
+
+def _parse_id(value: Any, index: int, report: ReadReport) -> str | None:
+    if value is None or value in LEGACY_IDS:
+        return None
+    if isinstance(value, str):
+        try:
+            uuid.UUID(value)
+            return value
+        except ValueError:
+            pass
+    message = f"id {value!r:.60} is not a UUID: QuPath (and write_geojson) give the object a new one"
+    report.add(index, "non-uuid-id", Severity.WARNING, message)
+    return None
+
+
+def _repair_invalid(report: ReadReport) -> None:
+    """Repair invalid polygons and drop empty geometries, all features at once (vectorised check)."""
+    objects, indices = report.objects, report.object_indices
+    geoms = [o.geometry for o in objects]
+    if not geoms:
+        return
+    polygonal = shapely.get_type_id(geoms) >= 3
+    polygonal &= shapely.get_type_id(geoms) != 4  # 3 Polygon, 6 MultiPolygon, 7 collection
+    invalid = polygonal & ~shapely.is_valid(geoms)
+    kept, kept_indices = [], []
+    for i, (obj, index) in enumerate(zip(objects, indices)):
+        geometry = obj.geometry
+        if invalid[i]:
+            reason = shapely.is_valid_reason(geometry)
+            geometry = repair_polygonal(geometry)
+            message = f"invalid polygon ({reason}): repaired with make_valid"
+            report.add(index, "invalid-polygon", Severity.WARNING, message)
+        if geometry.is_empty:
+            message = f"empty {obj.geometry.geom_type}: object skipped"
+            report.add(index, "empty-geometry", Severity.WARNING, message)
+            continue
+        kept.append(obj if geometry is obj.geometry else _replace(obj, geometry))
+        kept_indices.append(index)
+    report.objects[:] = kept
+    report.object_indices[:] = kept_indices
+
+
+def _replace(obj: PathObject, geometry: shapely.Geometry) -> PathObject:
+    return dataclasses.replace(obj, geometry=geometry)
