@@ -228,7 +228,7 @@ class TiffLevelReader(LevelReader):
         count = int(self._counts[index])
         if count == 0:  # sparse slides leave background tiles out
             return self._fill_tile(ty, tx)
-        data = os.pread(self._source.fd, count, int(self._offsets[index]))
+        data = _pread(self._source.fd, count, int(self._offsets[index]))
         try:
             if len(data) != count:
                 raise ValueError(f"read {len(data)} of {count} bytes (file truncated)")
@@ -260,6 +260,18 @@ class TiffLevelReader(LevelReader):
             self._warned.add(index)
             warnings.warn(f"{where}; showing it as background.", RuntimeWarning, stacklevel=3)
         return self._fill_tile(ty, tx)
+
+
+_SEEK_LOCK = threading.Lock()
+
+
+def _pread(fd: int, count: int, offset: int) -> bytes:
+    """Positional read; thread-safe where ``os.pread`` is missing (Windows) via a lock."""
+    if hasattr(os, "pread"):
+        return os.pread(fd, count, offset)
+    with _SEEK_LOCK:  # pragma: no cover - exercised on Windows only
+        os.lseek(fd, offset, os.SEEK_SET)
+        return os.read(fd, count)
 
 
 def _page_decoder(page: Any, path: str) -> Callable[[bytes, int], Any]:
