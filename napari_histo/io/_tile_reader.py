@@ -347,9 +347,25 @@ class DownsampledLevel(LevelReader):
         self.chunk_shape = (min(512, self.shape[0]), min(512, self.shape[1]))
 
     def read_window(self, r0: int, c0: int, r1: int, c1: int) -> np.ndarray:
-        f = self.factor
         r0, c0 = max(0, r0), max(0, c0)
         r1, c1 = min(self.shape[0], r1), min(self.shape[1], c1)
+        out = np.empty((max(0, r1 - r0), max(0, c1 - c0), *self.shape[2:]), self.dtype)
+        if out.size == 0:
+            return out
+        # read the parent in bands of rows so that memory stays bounded for any window
+        parent_row_bytes = (
+            (c1 - c0) * self.factor**2 * max(1, int(np.prod(self.shape[2:]))) * self.dtype.itemsize
+        )
+        band = max(1, self._BAND_BYTES // parent_row_bytes)
+        for top in range(r0, r1, band):
+            bottom = min(r1, top + band)
+            out[top - r0 : bottom - r0] = self._reduce(top, c0, bottom, c1)
+        return out
+
+    _BAND_BYTES = 64 * 2**20
+
+    def _reduce(self, r0: int, c0: int, r1: int, c1: int) -> np.ndarray:
+        f = self.factor
         block = self.parent.read_window(r0 * f, c0 * f, r1 * f, c1 * f)
         rows, cols = r1 - r0, c1 - c0
         block = block[: rows * f, : cols * f].reshape(rows, f, cols, f, *block.shape[2:])

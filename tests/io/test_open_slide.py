@@ -144,3 +144,12 @@ def test_tile_cache_is_bounded(ome_slide):
     with open_slide(ome_slide, cache_bytes=3 * 256 * 256 * 3) as slide:
         slide.read_region((0, 0), 0, (1024, 1536))
         assert slide._readers[0]._cache.nbytes <= 3 * 256 * 256 * 3
+
+
+def test_computed_levels_read_in_bounded_bands():
+    from napari_histo.io._tile_reader import ArrayLevel, DownsampledLevel
+
+    image = gradient_rgb(1000, 1200, seed=9)
+    level = DownsampledLevel(ArrayLevel(lambda: image, image.shape, image.dtype), 2)
+    level._BAND_BYTES = 1  # force one output row per band
+    np.testing.assert_array_equal(level.read_window(3, 5, 400, 590), block_mean(image, 2)[3:400, 5:590])
