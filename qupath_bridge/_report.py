@@ -54,7 +54,8 @@ class ReadReport:
     objects : list of PathObject
     issues : list of Issue
     layout : str
-        ``"0.2"``, ``"0.3"``, ``"0.4+"`` (QuPath layouts), ``"foreign"`` (plain GeoJSON),
+        ``"0.2"``, ``"0.3"``, ``"0.4+"`` (QuPath layouts), ``"geometry"`` (bare geometries),
+        ``"qupath"`` (QuPath properties, no version marker), ``"foreign"`` (plain GeoJSON),
         ``"mixed"`` or ``"empty"``.
     container : str
         ``"FeatureCollection"``, ``"Feature"``, ``"array"`` or ``"geometry"``.

@@ -244,8 +244,10 @@ def _layout(feature: Any) -> str:
         return "0.3"
     if feature.get("id") in LEGACY_IDS:
         return "0.2"
-    if feature.get(_DUPLICATES) == "bare" or any(k in props for k in _QUPATH_MARKERS):
-        return "qupath"  # QuPath-accepted, version unknown (bare geometry, partial properties)
+    if feature.get(_DUPLICATES) == "bare":
+        return "geometry"  # a bare geometry: QuPath imports it as an annotation
+    if any(k in props for k in _QUPATH_MARKERS):
+        return "qupath"  # QuPath properties without a version marker
     return "foreign"
 
 
