@@ -1,0 +1,257 @@
+"""Stain normalisation batched in torch (GPU when available): the API of :mod:`napari_histo.core.stain`.
+
+Fitting (``fit``) runs once per reference or slide and uses the numpy
+reference; ``transform`` runs on a whole batch of tiles on ``device``, step
+for step the arithmetic of :mod:`napari_histo.core._stain_math` in float32,
+so the two agree to a grey level or so.  Import torch lazily: importing
+this module does not import torch until a function runs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from napari_histo.core import _stain_math as sm
+from napari_histo.core._image import check_rgb
+from napari_histo.core._vahadane import vahadane_matrix
+from napari_histo.core.stain import MIN_TISSUE_PX, StainMethod, StainParams, fit_stain
+from napari_histo.errors import InvalidImageError, MissingDependencyError, NoTissueError
+
+__all__ = ["TorchStainNormalizer", "default_device", "normalize_stain_torch"]
+
+_MAX_STAINED = sm._MAX_STAINED_VALUE
+
+
+def _torch() -> Any:
+    try:
+        import torch
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "the torch stain normaliser needs PyTorch: pip install 'napari-histo[models]'"
+        ) from exc
+    return torch
+
+
+def default_device() -> str:
+    """``"cuda"`` when a GPU is usable, else ``"cpu"``."""
+    return "cuda" if _torch().cuda.is_available() else "cpu"
+
+
+def normalize_stain_torch(
+    images: Any,
+    target: StainParams,
+    *,
+    source: StainParams | None = None,
+    device: str | None = None,
+) -> Any:
+    """Torch version of :func:`napari_histo.core.stain.normalize_stain`.
+
+    Parameters
+    ----------
+    images : ndarray or torch.Tensor, uint8, shape (n, rows, cols, 3) or (rows, cols, 3)
+    target, source : StainParams
+        As for the numpy function (``source`` fitted once per slide, same method).
+    device : str, optional
+        ``"cuda"``, ``"cpu"`` ...; default: the tensor's device, or CUDA when available.
+
+    Returns
+    -------
+    torch.Tensor, uint8, same shape as ``images``, on ``device``.
+    """
+    torch = _torch()
+    x = _as_batch(images, device)
+    n, rows, cols, _ = x.shape
+    flat = x.reshape(n, rows * cols, 3)
+    if source is not None and source.method is not target.method:
+        raise ValueError(
+            f"source was fitted with {source.method.value} but target with {target.method.value}; "
+            "fit both with the same method"
+        )
+    with torch.no_grad():
+        if target.method is StainMethod.REINHARD:
+            out = _reinhard(flat, target, source)
+        else:
+            out = _deconvolve(flat, target, source)
+    return out.reshape(tuple(images.shape))
+
+
+def _as_batch(images: Any, device: str | None) -> Any:
+    torch = _torch()
+    if isinstance(images, torch.Tensor):
+        if images.dtype != torch.uint8 or images.ndim not in (3, 4) or images.shape[-1] != 3:
+            raise InvalidImageError(
+                f"images tensor has dtype {images.dtype} and shape {tuple(images.shape)}; "
+                "expected uint8 (n, rows, cols, 3) channels-last RGB"
+            )
+        x = images if images.ndim == 4 else images[None]
+        return x.to(device or images.device, non_blocking=True)
+    arr = check_rgb(images, name="images", batch=True)
+    return torch.from_numpy(np.ascontiguousarray(arr)).to(device or default_device())
+
+
+def _tensor(values: np.ndarray, like: Any) -> Any:
+    return _torch().as_tensor(np.asarray(values), dtype=torch_float(), device=like.device)
+
+
+def torch_float() -> Any:
+    return _torch().float32
+
+
+def _od(flat: Any) -> Any:
+    return math.log(256.0) - _torch().log(flat.to(torch_float()) + 1.0)
+
+
+def _masked_quantile(values: Any, mask: Any, q: float) -> Any:
+    """Same as ``_stain_math.masked_quantile`` for (n, m) or (n, m, k) tensors."""
+    torch = _torch()
+    if values.ndim == 3:
+        return torch.stack([_masked_quantile(values[..., j], mask, q) for j in range(values.shape[2])], -1)
+    filled = torch.where(mask, values, torch.full_like(values, math.inf))
+    ordered = torch.sort(filled, dim=1).values
+    count = mask.sum(dim=1)
+    last = torch.clamp(count - 1, min=0)
+    pos = q * last.to(values.dtype)
+    lo = torch.floor(pos).long()
+    hi = torch.minimum(lo + 1, last)
+    frac = pos - lo.to(values.dtype)
+    out = ordered.gather(1, lo[:, None])[:, 0] * (1 - frac) + ordered.gather(1, hi[:, None])[:, 0] * frac
+    return torch.where(count > 0, out, torch.full_like(out, math.nan))
+
+
+def _order_he(v1: Any, v2: Any) -> Any:
+    torch = _torch()
+    h_first = (v1[:, 0] >= v2[:, 0])[:, None]
+    he = torch.stack([torch.where(h_first, v1, v2), torch.where(h_first, v2, v1)], dim=1)
+    return he / torch.linalg.norm(he, dim=2, keepdim=True)
+
+
+def _macenko(od: Any, mask: Any) -> Any:
+    torch = _torch()
+    w = mask.to(od.dtype)[..., None]
+    count = w.sum(dim=1)
+    mean = (od * w).sum(dim=1) / count
+    centred = (od - mean[:, None]) * w
+    cov = centred.transpose(1, 2) @ centred / torch.clamp(count - 1, min=1)[:, :, None]
+    _, vecs = torch.linalg.eigh(cov)
+    e2, e1 = vecs[:, :, 1], vecs[:, :, 2]
+    phi = torch.atan2((od @ e1[:, :, None])[..., 0], (od @ e2[:, :, None])[..., 0])
+    lo = _masked_quantile(phi, mask, sm.ALPHA_PERCENT / 100)[:, None]
+    hi = _masked_quantile(phi, mask, 1 - sm.ALPHA_PERCENT / 100)[:, None]
+    v_lo = e2 * torch.cos(lo) + e1 * torch.sin(lo)
+    v_hi = e2 * torch.cos(hi) + e1 * torch.sin(hi)
+    v_lo = v_lo * torch.where(v_lo.sum(dim=1, keepdim=True) < 0, -1.0, 1.0)
+    v_hi = v_hi * torch.where(v_hi.sum(dim=1, keepdim=True) < 0, -1.0, 1.0)
+    return _order_he(v_lo, v_hi)
+
+
+def _deconvolve(flat: Any, target: StainParams, source: StainParams | None) -> Any:
+    torch = _torch()
+    od = _od(flat)
+    n = flat.shape[0]
+    if source is not None:
+        he = _tensor(source.stain_matrix, od).expand(n, 2, 3)
+        conc = od @ torch.linalg.pinv(he)
+        max_c = _tensor(source.max_concentrations, od).expand(n, 2)
+    else:
+        keep = (flat <= _MAX_STAINED).all(dim=-1)
+        _require_tissue(keep)
+        if target.method is StainMethod.MACENKO:
+            he = _macenko(od, keep)
+        else:  # Vahadane's sparse fit stays per image on the CPU: fit a source per slide instead
+            od_np, keep_np = od.double().cpu().numpy(), keep.cpu().numpy()
+            he = _tensor(np.stack([vahadane_matrix(od_np[i][keep_np[i]]) for i in range(n)]), od)
+        conc = od @ torch.linalg.pinv(he)
+        max_c = _masked_quantile(conc, keep, sm.MAX_C_PERCENT / 100)
+    scale = _tensor(target.max_concentrations, od) / torch.clamp(max_c, min=1e-6)
+    out_od = (conc * scale[:, None]) @ _tensor(target.stain_matrix, od)
+    return torch.clamp(torch.round(256.0 * torch.exp(-out_od) - 1.0), 0, 255).to(torch.uint8)
+
+
+def _reinhard(flat: Any, target: StainParams, source: StainParams | None) -> Any:
+    torch = _torch()
+    lab = _rgb_to_lab(flat)
+    if source is not None:
+        mean, std = _tensor(source.lab_mean, lab)[None], _tensor(source.lab_std, lab)[None]
+    else:
+        keep = (flat <= _MAX_STAINED).any(dim=-1)
+        _require_tissue(keep)
+        w = keep[..., None].to(lab.dtype)
+        count = w.sum(dim=1)
+        mean = (lab * w).sum(dim=1) / count
+        std = torch.sqrt((((lab - mean[:, None]) ** 2) * w).sum(dim=1) / count)
+    scaled = (lab - mean[:, None]) / torch.clamp(std, min=1e-6)[:, None]
+    return _lab_to_rgb(scaled * _tensor(target.lab_std, lab) + _tensor(target.lab_mean, lab))
+
+
+def _rgb_to_lab(flat: Any) -> Any:
+    torch = _torch()
+    c = flat.to(torch_float()) / 255.0
+    lin = torch.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
+    xyz = lin @ _tensor(sm._RGB_TO_XYZ.T, c) / _tensor(sm._WHITE_D65, c)
+    f = torch.where(xyz > 0.008856, torch.pow(torch.clamp(xyz, min=0), 1 / 3), 7.787 * xyz + 16.0 / 116.0)
+    return torch.stack(
+        [116.0 * f[..., 1] - 16.0, 500.0 * (f[..., 0] - f[..., 1]), 200.0 * (f[..., 1] - f[..., 2])], dim=-1
+    )
+
+
+def _lab_to_rgb(lab: Any) -> Any:
+    torch = _torch()
+    fy = (lab[..., 0] + 16.0) / 116.0
+    f = torch.stack([fy + lab[..., 1] / 500.0, fy, fy - lab[..., 2] / 200.0], dim=-1)
+    xyz = torch.where(f > 0.2068966, f**3, (f - 16.0 / 116.0) / 7.787) * _tensor(sm._WHITE_D65, lab)
+    lin = torch.clamp(xyz @ _tensor(np.linalg.inv(sm._RGB_TO_XYZ).T, lab), 0.0, 1.0)
+    c = torch.where(lin > 0.0031308, 1.055 * lin ** (1 / 2.4) - 0.055, 12.92 * lin)
+    return torch.clamp(torch.round(c * 255.0), 0, 255).to(torch.uint8)
+
+
+def _require_tissue(keep: Any) -> None:
+    counts = keep.sum(dim=1)
+    empty = (counts < MIN_TISSUE_PX).nonzero()[:, 0]
+    if empty.numel():
+        raise NoTissueError(
+            f"image(s) {empty[:10].tolist()} have fewer than {MIN_TISSUE_PX} stained pixels, so their "
+            "stain cannot be estimated (background tiles?). Drop them with detect_tissue, or fit the "
+            "slide once with fit_stain and pass it as source=."
+        )
+
+
+class TorchStainNormalizer:
+    """``fit(reference)`` / ``transform(batch)`` like :class:`~napari_histo.core.stain.StainNormalizer`,
+    with ``transform`` batched in torch on ``device`` (default: CUDA when available)."""
+
+    def __init__(
+        self,
+        method: StainMethod | str = StainMethod.MACENKO,
+        target: StainParams | None = None,
+        device: str | None = None,
+    ):
+        self.method = StainMethod(target.method if target is not None else method)
+        self.target = target
+        self.device = device or default_device()
+
+    def fit(self, reference: np.ndarray, mask: np.ndarray | None = None) -> TorchStainNormalizer:
+        """Fit the target on a reference image (numpy, once); returns ``self``."""
+        self.target = fit_stain(reference, self.method, mask=mask)
+        return self
+
+    def fit_source(self, image: np.ndarray, mask: np.ndarray | None = None) -> StainParams:
+        """Parameters of a source slide, fitted once, for ``transform(..., source=)``."""
+        return fit_stain(image, self.method, mask=mask)
+
+    def transform(self, images: Any, source: StainParams | None = None) -> Any:
+        """Normalise a uint8 batch (n, rows, cols, 3); returns a uint8 tensor on ``device``."""
+        if self.target is None:
+            raise RuntimeError("call fit(reference) first, or construct with target=")
+        return normalize_stain_torch(images, self.target, source=source, device=self.device)
+
+    def to_json(self) -> str:
+        if self.target is None:
+            raise RuntimeError("nothing to save: call fit(reference) first")
+        return self.target.to_json()
+
+    @classmethod
+    def from_json(cls, text: str, device: str | None = None) -> TorchStainNormalizer:
+        return cls(target=StainParams.from_json(text), device=device)
