@@ -1,0 +1,181 @@
+"""Bad GeoJSON: clear errors or warnings that name the feature index; nothing dropped silently."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import shapely
+
+import qupath_bridge as qb
+from qupath_bridge import GeoJSONError, GeoJSONWarning
+
+
+def _fc(*geometries: dict, props: dict | None = None) -> str:
+    features = [
+        {"type": "Feature", "geometry": g, "properties": dict(props or {"objectType": "annotation"})}
+        for g in geometries
+    ]
+    return json.dumps({"type": "FeatureCollection", "features": features})
+
+
+SQUARE = {"type": "Polygon", "coordinates": [[[0, 0], [4, 0], [4, 4], [0, 4], [0, 0]]]}
+BOWTIE = {"type": "Polygon", "coordinates": [[[0, 0], [4, 4], [4, 0], [0, 4], [0, 0]]]}
+
+
+def test_invalid_json_names_line_and_column():
+    with pytest.raises(GeoJSONError, match=r"not valid JSON at line 2, column \d+"):
+        qb.read_geojson('{"type": "FeatureCollection",\n "features": [}')
+
+
+def test_truncated_file(tmp_path):
+    path = tmp_path / "cut.geojson"
+    path.write_text(_fc(SQUARE)[:-10])
+    with pytest.raises(GeoJSONError, match=r"cut\.geojson: not valid JSON"):
+        qb.read_geojson(path)
+
+
+def test_missing_file_is_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nope\.geojson"):
+        qb.read_geojson(tmp_path / "nope.geojson")
+
+
+def test_unknown_geometry_type_names_the_feature():
+    text = _fc(SQUARE, {"type": "Circle", "coordinates": [1, 2], "radius": 3})
+    expected = r"feature 1: unknown geometry type 'Circle'; expected one of Point"
+    with pytest.raises(GeoJSONError, match=expected):
+        qb.read_geojson(text)
+
+
+def test_self_intersecting_polygon_is_repaired_and_counted():
+    with pytest.warns(GeoJSONWarning, match=r"2 × invalid-polygon \(features 1, 2\).*Self-intersection"):
+        objects = qb.read_geojson(_fc(SQUARE, BOWTIE, BOWTIE))
+    assert len(objects) == 3
+    assert all(o.geometry.is_valid for o in objects[1:])
+    assert objects[1].geometry.area == pytest.approx(8.0)  # both lobes of the bow-tie kept
+
+
+def test_empty_and_degenerate_polygons_are_skipped_with_a_word():
+    empty = {"type": "Polygon", "coordinates": []}
+    line_like = {"type": "Polygon", "coordinates": [[[0, 0], [5, 5], [0, 0]]]}
+    zero_area = {"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [2, 2], [0, 0]]]}
+    with pytest.warns(GeoJSONWarning) as record:
+        objects = qb.read_geojson(_fc(SQUARE, empty, line_like, zero_area))
+    message = str(record[0].message)
+    assert "read 1 of 4 features" in message
+    assert "2 × short-ring (features 1, 2)" in message
+    assert "3 × empty-geometry (features 1, 2, 3)" in message
+    assert len(objects) == 1
+
+
+def test_open_ring_is_closed_and_reported_as_a_qupath_error():
+    open_ring = {"type": "Polygon", "coordinates": [[[0, 0], [4, 0], [4, 4], [0, 4]]]}
+    with pytest.warns(GeoJSONWarning, match=r"open-ring \(features 0\)"):
+        (obj,) = qb.read_geojson(_fc(open_ring))
+    assert obj.geometry.area == 16
+    assert not qb.validate_geojson(_fc(open_ring)).is_valid
+
+
+def test_classification_without_colour_is_warned_and_coloured():
+    text = _fc(SQUARE, props={"objectType": "annotation", "classification": {"name": "Tumor"}})
+    with pytest.warns(GeoJSONWarning, match=r"feature.*'Tumor' has no 'color' \(QuPath 0.4–0.7 rejects"):
+        (obj,) = qb.read_geojson(text)
+    assert obj.classification.color == (200, 0, 0)
+    written = qb.to_geojson([obj])["features"][0]["properties"]["classification"]
+    assert written == {"name": "Tumor", "color": [200, 0, 0]}
+
+
+def test_huge_coordinates_are_an_error_naming_feature_and_value():
+    huge = {"type": "Point", "coordinates": [1e12, 5]}
+    with pytest.raises(GeoJSONError, match=r"feature 1: Point: coordinate 1e\+12 is beyond any image size"):
+        qb.read_geojson(_fc(SQUARE, huge))
+
+
+def test_non_finite_coordinates_are_an_error():
+    with pytest.raises(GeoJSONError, match="feature 0: LineString: coordinate nan is not finite"):
+        qb.read_geojson('{"type":"LineString","coordinates":[[0,0],[NaN,1]]}')
+
+
+def test_3d_coordinates_warn_with_indices():
+    text = _fc({"type": "LineString", "coordinates": [[0, 0, 1], [3, 4, 1]]})
+    with pytest.warns(GeoJSONWarning, match=r"1 × 3d-coordinates \(features 0\)"):
+        (obj,) = qb.read_geojson(text)
+    assert list(obj.geometry.coords) == [(0, 0), (3, 4)]
+
+
+def test_case_mismatched_object_type_becomes_annotation_as_in_qupath():
+    text = _fc(SQUARE, props={"objectType": "DETECTION"})
+    with pytest.warns(GeoJSONWarning, match="objectType 'DETECTION' is not one of"):
+        (obj,) = qb.read_geojson(text)
+    assert obj.object_type is qb.ObjectType.ANNOTATION
+
+
+def test_bad_measurement_values_are_dropped_with_their_name():
+    props = {"objectType": "detection", "measurements": {"ok": 1, "bad": "twelve", "inf": "inf"}}
+    with pytest.warns(GeoJSONWarning, match=r"measurement 'bad' = 'twelve' is not a number"):
+        (obj,) = qb.read_geojson(_fc(SQUARE, props=props))
+    assert obj.measurements == {"ok": 1.0, "inf": float("inf")}
+
+
+def test_non_uuid_id_is_replaced_on_write_with_a_warning():
+    feature = {"type": "Feature", "id": 17, "geometry": SQUARE, "properties": {"objectType": "annotation"}}
+    text = json.dumps(feature)
+    with pytest.warns(GeoJSONWarning, match="id 17 is not a UUID"):
+        (obj,) = qb.read_geojson(text)
+    assert obj.id is None
+
+
+def test_feature_without_geometry_is_an_error_unless_validating():
+    text = json.dumps([{"type": "Feature", "geometry": None, "properties": {}}])
+    with pytest.raises(GeoJSONError, match="feature 0: geometry is None"):
+        qb.read_geojson(text)
+    result = qb.validate_geojson(text)
+    assert not result.is_valid
+    assert "feature 0: geometry is None" in result.format()
+
+
+def test_validation_lists_every_problem_at_once():
+    props = {"objectType": "annotation", "classification": {"name": "X"}}
+    text = _fc(SQUARE, {"type": "Circle"}, BOWTIE, props=props)
+    result = qb.validate_geojson(text)
+    assert not result.is_valid
+    codes = [(i.index, i.code) for i in result.issues]
+    assert (1, "unknown-geometry-type") in codes
+    assert (2, "invalid-polygon") in codes
+    assert [i for i, c in codes if c == "class-without-color"] == [0, 2]
+    assert result.format().startswith("<data>: INVALID for QuPath: 3 feature(s)")
+
+
+def test_validation_of_a_clean_file_is_ok(tmp_path):
+    path = qb.write_geojson([qb.PathObject(shapely.box(0, 0, 5, 5))], tmp_path / "ok.geojson")
+    result = qb.validate_geojson(path)
+    assert result.is_valid
+    assert result.issues == []
+    assert "OK for QuPath" in result.format()
+
+
+def test_validation_of_non_json_is_fatal_not_raised(tmp_path):
+    path = tmp_path / "x.geojson"
+    path.write_text("hello")
+    result = qb.validate_geojson(path)
+    assert not result.is_valid
+    assert "not valid JSON" in result.fatal
+
+
+def test_writer_repairs_invalid_polygons_with_a_warning(tmp_path):
+    bowtie = shapely.Polygon([(0, 0), (4, 4), (4, 0), (0, 4)])
+    objects = [qb.PathObject(g) for g in (shapely.box(0, 0, 1, 1), bowtie, shapely.Polygon())]
+    expected = r"1 invalid polygon\(s\) repaired.*\(objects 1\); 1 empty.*\(objects 2\)"
+    with pytest.warns(GeoJSONWarning, match=expected):
+        path = qb.write_geojson(objects, tmp_path / "fixed.geojson")
+    again = qb.read_geojson(path)
+    assert len(again) == 2
+    assert again[1].geometry.is_valid
+    assert again[1].geometry.area == pytest.approx(8)
+
+
+def test_top_level_that_is_not_geojson():
+    with pytest.raises(GeoJSONError, match="JSON object of type 'Topology' is not GeoJSON"):
+        qb.read_geojson('{"type": "Topology"}')
+    with pytest.raises(GeoJSONError, match="top level is int"):
+        qb.read_geojson(b"42")
