@@ -6,6 +6,7 @@ only decides which pyramid level to read and reads it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -60,14 +61,16 @@ def slide_tissue_mask(
 ) -> SlideTissueMask:
     """Detect tissue on a low-resolution view of ``slide`` (about ``mask_mpp`` µm/px).
 
-    The deepest pyramid level not coarser than the target is read whole and
-    block-averaged down to it; without µm/px the mask is about 2048 px wide.
-    The longer side never exceeds ``max_px``.
+    The stored level nearest the target (in log scale, ties to the coarser:
+    never decode 4x the pixels to gain 2x resolution) is read whole and
+    block-averaged down to the target when finer; without µm/px the mask is
+    about 2048 px wide.  The longer side stays within ``max_px`` unless no
+    level is that small.
     """
     rows, cols = slide.dimensions
     wanted = mask_mpp / slide.mpp if slide.mpp else max(rows, cols) / _MASK_PX_WITHOUT_MPP
     wanted = max(wanted, max(rows, cols) / max_px, 1.0)
-    level = slide.best_level_for_downsample(wanted)
+    level = _nearest_level(slide.level_downsamples, wanted)
     level_rows, level_cols = slide.level_info[level].shape[:2]
     pixels = slide.read_region((0, 0), level, (level_rows, level_cols))[..., :3]
     factor = max(1, int(wanted / slide.level_downsamples[level] + 1e-6))
@@ -138,6 +141,11 @@ def iter_tiles(
                 yield j, future.result()
         for j, future in pending:
             yield j, future.result()
+
+
+def _nearest_level(downsamples: Sequence[float], wanted: float) -> int:
+    # distances within 1 % count as ties (downsamples like 64.02), which go to the coarser level
+    return min(range(len(downsamples)), key=lambda i: (round(abs(math.log(downsamples[i] / wanted)), 2), -i))
 
 
 def _block_mean(pixels: np.ndarray, factor: int) -> np.ndarray:
