@@ -1,0 +1,222 @@
+"""``ModelSpec``: what a model directory's ``model.json`` says (no torch import).
+
+A model directory holds ``model.json`` and ``weights.safetensors``.  The field
+names follow WSInfer's ``config.json`` (``architecture``, ``num_classes``,
+``class_names``, ``patch_size_pixels``, ``spacing_um_px``, ``transform``) so a
+model exports to QuPath's WSInfer extension without renaming anything.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from napari_histo.errors import HistoError
+
+__all__ = [
+    "SPEC_FILE",
+    "WEIGHTS_FILE",
+    "ModelSpec",
+    "ModelSpecError",
+    "Task",
+    "load_spec",
+    "save_spec",
+]
+
+SPEC_FILE = "model.json"
+WEIGHTS_FILE = "weights.safetensors"
+SPEC_VERSION = "1.0"
+
+# distinct, colour-blind-friendly defaults (Okabe-Ito) for classes without a colour
+_DEFAULT_COLORS = [
+    (0, 114, 178), (230, 159, 0), (0, 158, 115), (204, 121, 167),
+    (86, 180, 233), (213, 94, 0), (240, 228, 66), (0, 0, 0),
+]  # fmt: skip
+
+
+class ModelSpecError(HistoError, ValueError):
+    """``model.json`` is missing, malformed, or disagrees with the weights."""
+
+
+class Task(str, Enum):
+    """What the model predicts."""
+
+    CLASSIFICATION = "classification"
+    SEGMENTATION = "segmentation"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The contract between a model's weights and the rest of napari-histo.
+
+    Attributes
+    ----------
+    architecture : str
+        timm model name (``resnet18``, ``efficientnet_b0`` ...), or for
+        segmentation ``unet:<encoder>`` / ``fpn:<encoder>``.
+    num_classes : int
+    class_names : tuple of str
+    patch_size_pixels : int
+        Patch edge, in pixels **at** ``spacing_um_px``, read from the slide.
+    spacing_um_px : float
+        µm/px the model was trained at.
+    task : Task
+    class_colors : tuple of (r, g, b)
+        0-255 display colours, one per class (Labels layers, QuPath classes).
+    input_size : int
+        Edge the patch is resized to before the network (often = patch size).
+    mean, std : tuple of 3 floats
+        Per-channel normalisation of 0-1 RGB input.
+    stain : dict or None
+        Fitted stain normaliser parameters the model expects (``core.stain`` JSON).
+    name, description : str
+    provenance, metrics : dict
+        How the model was made (recipe, data, commit) and what it scored.
+    """
+
+    architecture: str
+    num_classes: int
+    class_names: tuple[str, ...]
+    patch_size_pixels: int
+    spacing_um_px: float
+    task: Task = Task.CLASSIFICATION
+    class_colors: tuple[tuple[int, int, int], ...] = ()
+    input_size: int = 0
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    stain: dict[str, Any] | None = None
+    name: str = ""
+    description: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    spec_version: str = SPEC_VERSION
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "task", Task(self.task))
+        object.__setattr__(self, "class_names", tuple(str(n) for n in self.class_names))
+        if not self.class_colors:
+            colors = tuple(_DEFAULT_COLORS[i % len(_DEFAULT_COLORS)] for i in range(self.num_classes))
+            object.__setattr__(self, "class_colors", colors)
+        object.__setattr__(self, "class_colors", tuple(tuple(int(v) for v in c) for c in self.class_colors))
+        if not self.input_size:
+            object.__setattr__(self, "input_size", int(self.patch_size_pixels))
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        _validate(self)
+
+    # -- WSInfer interop ------------------------------------------------------------
+    def to_wsinfer_config(self) -> dict[str, Any]:
+        """WSInfer's ``config.json`` (spec 1.0) for this model."""
+        transform: list[dict[str, Any]] = []
+        if self.input_size != self.patch_size_pixels:
+            transform.append({"name": "Resize", "arguments": {"size": self.input_size}})
+        transform.append({"name": "ToTensor"})
+        transform.append({"name": "Normalize", "arguments": {"mean": list(self.mean), "std": list(self.std)}})
+        return {
+            "spec_version": "1.0",
+            "architecture": self.architecture,
+            "num_classes": self.num_classes,
+            "class_names": list(self.class_names),
+            "patch_size_pixels": self.patch_size_pixels,
+            "spacing_um_px": self.spacing_um_px,
+            "transform": transform,
+        }
+
+    def to_json_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["task"] = self.task.value
+        data["class_names"] = list(self.class_names)
+        data["class_colors"] = [list(c) for c in self.class_colors]
+        data["mean"], data["std"] = list(self.mean), list(self.std)
+        data["transform"] = self.to_wsinfer_config()["transform"]  # so WSInfer can read model.json too
+        return data
+
+    def with_updates(self, **changes: Any) -> ModelSpec:
+        return replace(self, **changes)
+
+
+def _validate(spec: ModelSpec) -> None:
+    problems = []
+    if spec.num_classes < 1:
+        problems.append(f"num_classes must be >= 1, got {spec.num_classes}")
+    if len(spec.class_names) != spec.num_classes:
+        problems.append(f"class_names has {len(spec.class_names)} names for num_classes={spec.num_classes}")
+    if len(spec.class_colors) != spec.num_classes:
+        problems.append(
+            f"class_colors has {len(spec.class_colors)} colours for num_classes={spec.num_classes}"
+        )
+    if any(not 0 <= v <= 255 for c in spec.class_colors for v in c) or any(
+        len(c) != 3 for c in spec.class_colors
+    ):
+        problems.append(f"class_colors must be [r, g, b] with 0-255 values, got {list(spec.class_colors)}")
+    if spec.patch_size_pixels < 8 or spec.input_size < 8:
+        problems.append(
+            f"patch_size_pixels/input_size must be >= 8, got {spec.patch_size_pixels}/{spec.input_size}"
+        )
+    if not (math.isfinite(spec.spacing_um_px) and 0.01 <= spec.spacing_um_px <= 100):
+        problems.append(f"spacing_um_px must be a µm/px between 0.01 and 100, got {spec.spacing_um_px}")
+    if len(spec.mean) != 3 or len(spec.std) != 3 or any(s <= 0 for s in spec.std):
+        problems.append(f"mean/std need 3 values each with std > 0, got {spec.mean}/{spec.std}")
+    if problems:
+        raise ModelSpecError("invalid model spec: " + "; ".join(problems) + ". Fix model.json.")
+
+
+def load_spec(path: str | os.PathLike[str]) -> ModelSpec:
+    """Read ``model.json`` (or a WSInfer ``config.json``) from a file or model directory."""
+    path = Path(path)
+    if path.is_dir():
+        candidates = [path / SPEC_FILE, path / "config.json"]
+        path = next((p for p in candidates if p.exists()), candidates[0])
+    if not path.exists():
+        raise ModelSpecError(
+            f"{path}: no model spec here. A model directory holds {SPEC_FILE} and {WEIGHTS_FILE}; "
+            "make one with `histo train` or napari_histo.models.save_model."
+        )
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelSpecError(f"{path}: not valid JSON ({exc}). Fix or regenerate the file.") from exc
+    return spec_from_dict(data, source=str(path))
+
+
+def spec_from_dict(data: dict[str, Any], source: str = "model spec") -> ModelSpec:
+    """A :class:`ModelSpec` from ``model.json`` content or a WSInfer ``config.json``."""
+    data = dict(data)
+    transform = data.pop("transform", None)
+    if transform and "mean" not in data:
+        for step in transform:
+            if step.get("name") == "Normalize":
+                data["mean"] = tuple(step["arguments"]["mean"])
+                data["std"] = tuple(step["arguments"]["std"])
+            elif step.get("name") == "Resize":
+                data["input_size"] = int(step["arguments"]["size"])
+    known = {f.name for f in fields(ModelSpec)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ModelSpecError(f"{source}: unknown field(s) {unknown}; known fields are {sorted(known)}.")
+    missing = [n for n in ("architecture", "num_classes", "class_names", "patch_size_pixels", "spacing_um_px")
+               if n not in data]  # fmt: skip
+    if missing:
+        raise ModelSpecError(f"{source}: required field(s) {missing} are missing.")
+    try:
+        return ModelSpec(**data)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ModelSpecError):
+            raise ModelSpecError(f"{source}: {exc}") from exc
+        raise ModelSpecError(f"{source}: {exc}") from exc
+
+
+def save_spec(spec: ModelSpec, model_dir: str | os.PathLike[str]) -> Path:
+    """Write ``model.json`` into ``model_dir`` atomically; returns its path."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    path = model_dir / SPEC_FILE
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(spec.to_json_dict(), indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
