@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+
+from napari_histo._napari.reader import slide_layer_data
+from napari_histo.io import open_slide
+from napari_histo.io.synthetic import write_synthetic_slide
+
+pytestmark = pytest.mark.qt
+
+
+@pytest.fixture
+def slide_layer(make_napari_viewer, tmp_path):
+    path = write_synthetic_slide(tmp_path / "s.ome.tif", shape_rc=(2048, 3072))
+    viewer = make_napari_viewer()
+    data, kwargs, _ = slide_layer_data(open_slide(path))
+    return viewer, viewer.add_image(data, **kwargs)
+
+
+def test_tissue_tiles_widget_adds_mask_and_grid(slide_layer, qtbot):
+    from napari_histo._napari._widgets.tissue_tiles import TissueTilesWidget
+
+    viewer, layer = slide_layer
+    widget = TissueTilesWidget(viewer)
+    widget.layer.value = layer
+    widget.target_mpp.value, widget.tile_px.value = 1.0, 128
+    with qtbot.waitSignal(widget.run().finished, timeout=30000):
+        pass
+    labels = [lay for lay in viewer.layers if lay.name.endswith("tissue")]
+    shapes = [lay for lay in viewer.layers if "tiles (" in lay.name]
+    assert labels and 0 < labels[0].data.mean() < 1
+    assert shapes and len(shapes[0].data) > 0
+    assert shapes[0].features["tissue_fraction"].min() >= 0.5
+    assert widget.progress.value == 3
+
+
+def test_stain_widget_normalises_visible_region(slide_layer, qtbot, shared_data):
+    import imagecodecs
+
+    from napari_histo._napari._widgets.stain import StainWidget
+
+    viewer, layer = slide_layer
+    ref = imagecodecs.imread(shared_data / "he_images" / "tiatoolbox_target_image.png")[..., :3]
+    ref_layer = viewer.add_image(ref, rgb=True, name="reference")
+    widget = StainWidget(viewer)
+    widget.image.value, widget.reference.value = layer, ref_layer
+    with qtbot.waitSignal(widget.run().finished, timeout=60000):
+        pass
+    out = viewer.layers[-1]
+    assert out.name.endswith("(macenko)") and out.data.dtype == np.uint8 and out.data.ndim == 3
