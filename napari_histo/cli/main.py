@@ -19,6 +19,7 @@ from napari_histo.errors import HistoError
 SUBCOMMANDS = {
     "info": "napari_histo.cli.info:info",
     "demo": "napari_histo.cli.demo:demo",
+    "qupath": "napari_histo.cli.qupath:qupath",
     "tiles": "napari_histo.cli.tiles:tiles",
 }
 

@@ -1,0 +1,282 @@
+"""``histo qupath``: QuPath GeoJSON ⇄ label images, and checking files before QuPath sees them."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+import numpy as np
+
+from qupath_bridge import (
+    LabelMode,
+    ObjectType,
+    PathObject,
+    QuPathBridgeError,
+    labels_to_objects,
+    objects_to_labels,
+    read_geojson,
+    validate_geojson,
+    write_geojson,
+)
+
+__all__ = ["convert", "qupath", "validate"]
+
+GEOJSON_SUFFIXES = (".geojson", ".json", ".gz", ".zip")
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def qupath() -> None:
+    """Move objects between napari-histo and QuPath (GeoJSON, QuPath 0.2–0.7).
+
+    \b
+    Examples:
+      histo qupath convert cells.geojson cells.tif --slide slide.svs --level 2
+      histo qupath convert labels.tif cells.geojson --downsample 4
+      histo qupath validate export.geojson
+
+    In QuPath: File › Objects data › Import objects (or drag & drop) reads the
+    GeoJSON written here; qupath_bridge/scripts/*.groovy automate both ways.
+    """
+
+
+@qupath.command()
+@click.argument("src", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("dst", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--slide",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Slide the objects belong to: gives the size and downsample of --level.",
+)
+@click.option(
+    "--level", type=int, default=0, show_default=True, help="Pyramid level of the label image (with --slide)."
+)
+@click.option(
+    "--downsample",
+    type=float,
+    default=None,
+    help="Level-0 pixels per label pixel, without --slide (default 1).",
+)
+@click.option(
+    "--shape",
+    "shape_text",
+    default=None,
+    metavar="ROWSxCOLS",
+    help="Label image size without --slide (default: just fits the objects).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice([m.value for m in LabelMode]),
+    default="instance",
+    show_default=True,
+    help="instance: one label per object; class: one label per class.",
+)
+@click.option(
+    "--classes",
+    default=None,
+    metavar="A,B,...",
+    help="Class of label 1, 2, ... (class mode, and naming traced labels).",
+)
+@click.option(
+    "--object-type",
+    type=click.Choice([t.value for t in ObjectType if t is not ObjectType.ROOT]),
+    default="detection",
+    show_default=True,
+    help="QuPath type of traced objects.",
+)
+@click.option(
+    "--layout",
+    type=click.Choice(["0.4", "0.3"]),
+    default="0.4",
+    show_default=True,
+    help="GeoJSON layout: 0.4 for QuPath 0.4–0.7, 0.3 for QuPath 0.3.",
+)
+def convert(
+    src: Path,
+    dst: Path,
+    slide: Path | None,
+    level: int,
+    downsample: float | None,
+    shape_text: str | None,
+    mode: str,
+    classes: str | None,
+    object_type: str,
+    layout: str,
+) -> None:
+    """Convert QuPath GeoJSON to a label image, or a label image to QuPath GeoJSON.
+
+    \b
+    The direction follows the file names:
+      GeoJSON (.geojson .json .gz .zip)  ->  label image (.tif .tiff .png)
+      label image                        ->  GeoJSON (one object per label, holes kept,
+                                             as QuPath's ContourTracing.labelsToDetections)
+    Coordinates in GeoJSON are always level-0 pixels; --slide/--level or --downsample
+    say which pyramid level the label image is at.
+
+    \b
+    Examples:
+      histo qupath convert annotations.geojson mask.tif --slide slide.svs --level 2 --mode class
+      histo qupath convert cells.geojson cells.png --downsample 4 --shape 2048x2048
+      histo qupath convert nuclei.tif nuclei.geojson --slide slide.svs --level 1
+      histo qupath convert tissue.png tissue.geojson --downsample 32 --object-type annotation \\
+          --classes Tissue
+    """
+    class_names = [c.strip() for c in classes.split(",")] if classes else None
+    ds, shape = _level_geometry(slide, level, downsample, shape_text)
+    with _clear_errors():
+        if src.name.lower().endswith(GEOJSON_SUFFIXES) and dst.suffix.lower() in IMAGE_SUFFIXES:
+            objects = read_geojson(src)
+            if shape is None:
+                shape = _fitting_shape(objects, ds)
+            labels = objects_to_labels(objects, shape, downsample=ds, mode=mode, class_names=class_names)
+            _write_labels(dst, labels)
+            click.echo(
+                f"wrote {dst}: {labels.shape[0]:,} x {labels.shape[1]:,} {labels.dtype}, "
+                f"{len(objects):,} objects, downsample {ds:g}, {mode} labels"
+            )
+            if mode == "class":
+                names = class_names or sorted({o.class_name for o in objects} - {None})
+                click.echo("  " + ", ".join(f"{k + 1} = {name}" for k, name in enumerate(names)))
+        elif src.suffix.lower() in IMAGE_SUFFIXES and dst.name.lower().endswith(GEOJSON_SUFFIXES):
+            labels = _read_labels(src)
+            objects = labels_to_objects(
+                labels, downsample=ds, object_type=object_type, class_names=class_names
+            )
+            write_geojson(objects, dst, layout=layout)
+            click.echo(f"wrote {dst}: {len(objects):,} {object_type} objects traced at downsample {ds:g}")
+        else:
+            raise click.UsageError(
+                f"cannot tell the direction from {src.name} -> {dst.name}: one must be GeoJSON "
+                f"({', '.join(GEOJSON_SUFFIXES)}), the other a label image ({', '.join(IMAGE_SUFFIXES)})"
+            )
+
+
+@qupath.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON record per file, as a list.")
+@click.option("--all", "show_info", is_flag=True, help="Also list notes that QuPath does not mind.")
+def validate(files: tuple[Path, ...], as_json: bool, show_info: bool) -> None:
+    """Report what QuPath 0.4–0.7 would reject in GeoJSON files, and why.
+
+    \b
+    Errors (exit code 1): invalid JSON, unknown geometry types, open or too-short
+    polygon rings, a classification without colour, bare NaN values, impossible
+    coordinates.  Warnings (exit code 0): self-intersecting polygons, 3-D
+    coordinates, case-mismatched objectType, non-UUID ids, plain GeoJSON.
+    Examples:
+      histo qupath validate export.geojson
+      histo qupath validate results/*.geojson --json > report.json
+    """
+    results = [validate_geojson(path) for path in files]
+    if as_json:
+        records = [
+            {
+                "file": r.source,
+                "valid": r.is_valid,
+                "fatal": r.fatal,
+                "features": r.report.n_features if r.report else 0,
+                "issues": [
+                    {"feature": i.index, "code": i.code, "severity": i.severity.value, "message": i.message}
+                    for i in r.issues
+                ],
+            }
+            for r in results
+        ]
+        click.echo(json.dumps(records, indent=2, ensure_ascii=False))
+    else:
+        click.echo("\n".join(r.format(show_info=show_info) for r in results))
+    if not all(r.is_valid for r in results):
+        raise SystemExit(1)
+
+
+def _level_geometry(
+    slide: Path | None, level: int, downsample: float | None, shape_text: str | None
+) -> tuple[float, tuple[int, int] | None]:
+    shape = _parse_shape(shape_text) if shape_text else None
+    if slide is None:
+        if level != 0:
+            raise click.BadParameter(
+                "--level needs --slide (or give --downsample and --shape)", param_hint="--level"
+            )
+        return (downsample or 1.0), shape
+    if downsample is not None or shape is not None:
+        raise click.BadParameter("give either --slide/--level or --downsample/--shape, not both")
+    from napari_histo.io import open_slide
+
+    with open_slide(slide) as opened:
+        if not 0 <= level < opened.level_count:
+            raise click.BadParameter(
+                f"{slide.name} has levels 0..{opened.level_count - 1}, got {level}", param_hint="--level"
+            )
+        rows, cols = opened.level_info[level].shape[:2]
+        return float(opened.level_downsamples[level]), (int(rows), int(cols))
+
+
+def _parse_shape(text: str) -> tuple[int, int]:
+    try:
+        rows, cols = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(
+            f"expected ROWSxCOLS such as 2048x1536, got {text!r}", param_hint="--shape"
+        ) from None
+    return rows, cols
+
+
+def _fitting_shape(objects: list[PathObject], downsample: float) -> tuple[int, int]:
+    if not objects:
+        return (1, 1)
+    import shapely
+
+    _, _, maxx, maxy = shapely.total_bounds([o.geometry for o in objects])
+    return max(1, int(np.ceil(maxy / downsample))), max(1, int(np.ceil(maxx / downsample)))
+
+
+def _write_labels(path: Path, labels: np.ndarray) -> None:
+    if path.suffix.lower() == ".png":
+        if labels.dtype.itemsize > 2:
+            raise click.ClickException(
+                f"{labels.max()} labels do not fit a PNG (8 or 16 bit); write a .tif instead"
+            )
+        import imagecodecs
+
+        path.write_bytes(imagecodecs.png_encode(labels))
+    else:
+        import tifffile
+
+        tifffile.imwrite(
+            path, labels, compression="zlib", tile=(256, 256) if min(labels.shape) >= 256 else None
+        )
+
+
+def _read_labels(path: Path) -> np.ndarray:
+    if path.suffix.lower() == ".png":
+        import imagecodecs
+
+        labels = imagecodecs.png_decode(path.read_bytes())
+    else:
+        import tifffile
+
+        labels = tifffile.imread(path)
+    if labels.ndim != 2:
+        raise click.ClickException(
+            f"{path.name} has shape {labels.shape}; a label image is one 2-D integer plane (0 = background)"
+        )
+    return labels
+
+
+@contextmanager
+def _clear_errors() -> Iterator[None]:
+    """qupath_bridge errors become one line; its warnings are printed, not lost."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        except QuPathBridgeError as exc:
+            raise click.ClickException(str(exc)) from exc
+        finally:
+            for warning in caught:
+                click.secho(f"warning: {warning.message}", fg="yellow", err=True)
