@@ -23,6 +23,7 @@ __all__ = [
     "SlideTissueMask",
     "iter_tiles",
     "plan_slide_grid",
+    "read_slide_view",
     "read_tile",
     "slide_tissue_mask",
     "tissue_tiles",
@@ -61,22 +62,31 @@ def slide_tissue_mask(
 ) -> SlideTissueMask:
     """Detect tissue on a low-resolution view of ``slide`` (about ``mask_mpp`` µm/px).
 
-    The stored level nearest the target (in log scale, ties to the coarser:
-    never decode 4x the pixels to gain 2x resolution) is read whole and
-    block-averaged down to the target when finer; without µm/px the mask is
+    The view comes from :func:`read_slide_view`; without µm/px the mask is
     about 2048 px wide.  The longer side stays within ``max_px`` unless no
     level is that small.
     """
     rows, cols = slide.dimensions
     wanted = mask_mpp / slide.mpp if slide.mpp else max(rows, cols) / _MASK_PX_WITHOUT_MPP
-    wanted = max(wanted, max(rows, cols) / max_px, 1.0)
-    level = _nearest_level(slide.level_downsamples, wanted)
+    pixels, downsample_rc, level = read_slide_view(slide, max(wanted, max(rows, cols) / max_px))
+    return SlideTissueMask(detect_tissue(pixels, method, config), downsample_rc, level)
+
+
+def read_slide_view(slide: Slide, downsample: float) -> tuple[np.ndarray, tuple[float, float], int]:
+    """The whole slide at about ``downsample`` (level-0 px per pixel), as uint8 RGB.
+
+    Reads the stored level nearest ``downsample`` (in log scale, ties to the
+    coarser: never decode 4x the pixels to gain 2x resolution) and block-averages
+    it down when it is finer.  Returns the pixels, the actual level-0 pixels per
+    pixel along (rows, cols), and the level read.
+    """
+    rows, cols = slide.dimensions
+    level = _nearest_level(slide.level_downsamples, max(downsample, 1.0))
     level_rows, level_cols = slide.level_info[level].shape[:2]
     pixels = slide.read_region((0, 0), level, (level_rows, level_cols))[..., :3]
-    factor = max(1, int(wanted / slide.level_downsamples[level] + 1e-6))
+    factor = max(1, int(downsample / slide.level_downsamples[level] + 1e-6))
     pixels = _block_mean(pixels, factor)
-    mask = detect_tissue(pixels, method, config)
-    return SlideTissueMask(mask, (rows / level_rows * factor, cols / level_cols * factor), level)
+    return pixels, (rows / level_rows * factor, cols / level_cols * factor), level
 
 
 def plan_slide_grid(

@@ -89,3 +89,37 @@ def test_regions_from_real_qupath_export():
     path = shared_file("qupath_geojson", "qp05_dlup_qupath05.geojson")
     regions = regions_from_objects(json.loads(path.read_text()))
     assert regions and all(r.exterior_rc.shape[1] == 2 for r in regions)
+
+
+def test_fit_stain_on_slide_and_json_file(slide_path, tmp_path):
+    from napari_histo.core.stain import normalize_stain
+    from napari_histo.io.slide_stain import fit_stain_on_slide, load_stain_params, save_stain_params
+
+    with open_slide(slide_path) as slide:
+        source = fit_stain_on_slide(slide, "macenko")
+        tile = read_tile(slide, plan_slide_grid(slide, 0.5, 128), 40)
+    # the synthetic slide is coloured with Ruifrok & Johnston's H&E vectors
+    ruifrok = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11]])
+    ruifrok /= np.linalg.norm(ruifrok, axis=1, keepdims=True)
+    assert np.sum(source.stain_matrix * ruifrok, axis=1).min() > 0.95
+    path = save_stain_params(source, tmp_path / "stain.json")
+    loaded = load_stain_params(path)
+    np.testing.assert_array_equal(loaded.stain_matrix, source.stain_matrix)
+    np.testing.assert_array_equal(
+        normalize_stain(tile, source, source=loaded), normalize_stain(tile, source, source=source)
+    )
+    (tmp_path / "bad.json").write_text('{"format": "napari-histo/stain-params", "method": "macenko"}')
+    with pytest.raises(ValueError, match=r"bad\.json.*stain_matrix"):
+        load_stain_params(tmp_path / "bad.json")
+
+
+def test_annotations_without_bridge_say_what_to_do(monkeypatch, tmp_path):
+    import sys
+    import types
+
+    from napari_histo.errors import MissingDependencyError
+    from napari_histo.io.annotations import read_annotation_regions
+
+    monkeypatch.setitem(sys.modules, "qupath_bridge", types.ModuleType("qupath_bridge"))
+    with pytest.raises(MissingDependencyError, match="without --annotations"):
+        read_annotation_regions(tmp_path / "a.geojson")
