@@ -22,6 +22,7 @@ from qupath_bridge.errors import (
 from qupath_bridge.geojson_read import read_geojson, read_geojson_report
 from qupath_bridge.geojson_write import to_geojson, write_geojson
 from qupath_bridge.geometry import rc_to_xy, repair_polygonal, xy_to_rc
+from qupath_bridge.groovy import GROOVY_SCRIPTS, groovy_script
 from qupath_bridge.objects import (
     DEFAULT_PLANE,
     Classification,
@@ -44,6 +45,7 @@ from qupath_bridge.validate import ValidationResult, validate_geojson
 
 __all__ = [
     "DEFAULT_PLANE",
+    "GROOVY_SCRIPTS",
     "Classification",
     "GeoJSONError",
     "GeoJSONWarning",
@@ -62,6 +64,7 @@ __all__ = [
     "Severity",
     "ValidationResult",
     "class_color",
+    "groovy_script",
     "labels_to_objects",
     "objects_to_labels",
     "probability_grid_to_tiles",

@@ -65,3 +65,15 @@ def test_project_errors(tmp_path):
     (tmp_path / "project.qpproj").write_text('{"version": "0.6.0"}')
     with pytest.raises(qb.ProjectError, match="no 'images' list"):
         qb.read_project(tmp_path)
+
+
+def test_groovy_scripts_ship_and_use_qupaths_geojson_api():
+    export = qb.groovy_script("export")
+    assert "exportObjectsToGeoJson(objects, outputPath, *options)" in export
+    assert "'FEATURE_COLLECTION'" in export
+    assert "getAllObjects(false)" in export
+    importer = qb.groovy_script("import")
+    assert "PathIO.readObjects(file)" in importer
+    assert "hierarchy.insertPathObjects(objects)" in importer
+    with pytest.raises(KeyError, match="choose one of"):
+        qb.groovy_script("delete-everything")
