@@ -21,12 +21,16 @@ SUBCOMMANDS = {
     "demo": "napari_histo.cli.demo:demo",
     "qupath": "napari_histo.cli.qupath:qupath",
     "tiles": "napari_histo.cli.tiles:tiles",
+    "predict": "napari_histo.cli.predict:predict",
 }
 
 EPILOG = """\b
 Examples:
   histo info slide.svs                 levels, µm/px, vendor, associated images
   histo info slide.ndpi --json         the same as JSON, for scripts
+  histo tiles slide.svs --mpp 0.5 --tile-px 224 --out patches/
+  histo predict slide.svs --model MODEL_DIR --out results/
+  histo qupath validate annotations.geojson
   histo demo                           the whole journey on the built-in sample
 
 Every command has its own --help.

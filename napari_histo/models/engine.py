@@ -1,0 +1,261 @@
+"""Whole-slide patch classification: a generator yielding progress, then the result.
+
+Pipeline (see ``../shared/PERFORMANCE.md``): tiles are read from the pyramid
+level nearest the model's µm/px and decoded by a thread pool (imagecodecs
+releases the GIL), stacked into (pinned, on CUDA) uint8 batches, copied
+non-blocking, normalised on the device, and run with bf16 autocast and
+channels_last on CUDA (optional ``torch.compile``).  Results stream into a
+:class:`~napari_histo.io.prediction_store.PredictionStore`, so a killed run
+resumes and the final store appears atomically.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_histo.core.tiling import TileGrid
+from napari_histo.io.patches import iter_tiles
+from napari_histo.io.prediction_store import PredictionStore
+from napari_histo.io.slide import Slide
+from napari_histo.models.loading import resolve_device
+from napari_histo.models.spec import ModelSpec, Task
+
+__all__ = ["InferenceConfig", "InferenceProgress", "TilePredictions", "grid_cells", "predict_tiles"]
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """How to run: device, batch, readers, precision."""
+
+    device: str = "auto"
+    batch_size: int = 128
+    workers: int = 4
+    amp: bool = True
+    channels_last: bool = True
+    compile: bool = False
+
+
+@dataclass(frozen=True)
+class InferenceProgress:
+    """Yielded after every batch."""
+
+    done: int
+    total: int
+    elapsed_s: float
+
+    @property
+    def tiles_per_s(self) -> float:
+        return self.done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class TilePredictions:
+    """The last item yielded: per-tile probabilities of the whole grid."""
+
+    grid: TileGrid
+    probabilities: np.ndarray  # (n, C) float32
+    spec: ModelSpec
+    store_path: Path | None
+    elapsed_s: float
+
+    @property
+    def classes(self) -> np.ndarray:
+        """Top class per tile (int64, (n,))."""
+        return self.probabilities.argmax(axis=1) if len(self.probabilities) else np.zeros(0, np.int64)
+
+
+def grid_cells(grid: TileGrid) -> tuple[tuple[int, int], np.ndarray]:
+    """Grid (rows, cols) and each tile's (row, col) cell, from origins and stride."""
+    stride = grid.stride_px_level0
+    cells = np.rint(grid.origins_rc / stride).astype(np.int64).reshape(-1, 2)
+    rows = int(np.floor((grid.slide_shape_rc[0] - grid.tile_px_level0) / stride + 1e-9)) + 1
+    cols = int(np.floor((grid.slide_shape_rc[1] - grid.tile_px_level0) / stride + 1e-9)) + 1
+    return (max(rows, 0), max(cols, 0)), cells
+
+
+def predict_tiles(
+    slide: Slide,
+    spec: ModelSpec,
+    grid: TileGrid,
+    model: Any,
+    *,
+    config: InferenceConfig | None = None,
+    store_path: str | Path | None = None,
+    stain: Any = None,
+) -> Iterator[InferenceProgress | TilePredictions]:
+    """Classify every tile of ``grid``; yields :class:`InferenceProgress`, then :class:`TilePredictions`.
+
+    Parameters
+    ----------
+    slide : Slide
+    spec : ModelSpec
+        Must be a classification spec; ``grid.tile_px`` must equal ``spec.patch_size_pixels``.
+    grid : TileGrid
+        Tiles at ``spec.spacing_um_px`` (e.g. from ``io.patches.plan_slide_grid`` + tissue filter).
+    model : torch.nn.Module
+        From :func:`~napari_histo.models.load_model`; moved to ``config.device``.
+    store_path : path, optional
+        ``<name>.zarr`` to stream into (resumes ``<name>.zarr.partial``).
+    stain : TorchStainNormalizer, optional
+        Applied to each batch on the device before normalisation.
+    """
+    import torch
+
+    config = config or InferenceConfig()
+    _check_inputs(spec, grid)
+    device = resolve_device(config.device)
+    cuda = device.type == "cuda"
+    model = model.to(device).eval()
+    if config.channels_last and cuda:
+        model = model.to(memory_format=torch.channels_last)
+    if config.compile:
+        model = torch.compile(model)
+    store = None
+    if store_path is not None:
+        fingerprint = _fingerprint(slide, spec, grid)
+        store = PredictionStore.open_or_create(
+            store_path, grid.origins_rc, list(spec.class_names), fingerprint
+        )
+        todo = store.pending()
+    else:
+        todo = np.arange(len(grid))
+    probabilities = np.full((len(grid), spec.num_classes), np.nan, np.float32)
+    if store is not None:
+        probabilities[:] = store.probabilities()
+    mean = torch.tensor(spec.mean, device=device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1) * 255
+    start = time.perf_counter()
+    done = len(grid) - len(todo)
+    batch_size = max(1, int(config.batch_size))
+    for indices, batch in _batches(slide, grid, todo, batch_size, config.workers):
+        scores = _forward_with_oom_backoff(model, batch, device, mean, std, spec, config, stain)
+        probabilities[indices] = scores
+        if store is not None:
+            store.write(indices, scores)
+        done += len(indices)
+        yield InferenceProgress(done, len(grid), time.perf_counter() - start)
+    final = None
+    if store is not None:
+        shape, cells = grid_cells(grid)
+        final = store.finalize(shape, cells, {"grid": _grid_attrs(grid), "spec": spec.to_json_dict()})
+    yield TilePredictions(grid, probabilities, spec, final, time.perf_counter() - start)
+
+
+def _check_inputs(spec: ModelSpec, grid: TileGrid) -> None:
+    if spec.task is not Task.CLASSIFICATION:
+        raise ValueError(
+            f"predict_tiles runs classifiers; {spec.architecture!r} is a {spec.task.value} model"
+        )
+    if grid.tile_px != spec.patch_size_pixels:
+        raise ValueError(
+            f"the grid has {grid.tile_px} px tiles but the model expects {spec.patch_size_pixels} px; "
+            "plan the grid with the model's patch_size_pixels"
+        )
+    if abs(grid.target_mpp - spec.spacing_um_px) > 0.02 * spec.spacing_um_px:
+        raise ValueError(
+            f"the grid is at {grid.target_mpp} µm/px but the model was trained at "
+            f"{spec.spacing_um_px} µm/px; plan the grid with the model's spacing_um_px "
+            "(a wrong magnification gives wrong predictions)"
+        )
+
+
+def _batches(
+    slide: Slide, grid: TileGrid, todo: np.ndarray, batch_size: int, workers: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(indices, uint8 (b, h, w, 3)) batches in grid order."""
+    buffer = np.empty((batch_size, grid.tile_px, grid.tile_px, 3), np.uint8)
+    indices: list[int] = []
+    for index, pixels in iter_tiles(slide, grid, todo.tolist(), workers=workers):
+        buffer[len(indices)] = pixels
+        indices.append(index)
+        if len(indices) == batch_size:
+            yield np.asarray(indices), buffer.copy()
+            indices = []
+    if indices:
+        yield np.asarray(indices), buffer[: len(indices)].copy()
+
+
+def _forward_with_oom_backoff(
+    model: Any, batch: np.ndarray, device: Any, mean: Any, std: Any, spec: ModelSpec,
+    config: InferenceConfig, stain: Any,
+) -> np.ndarray:  # fmt: skip
+    """Softmax scores (b, C) float32; on CUDA out-of-memory, halve the batch and go on."""
+    import torch
+
+    try:
+        return _forward(model, batch, device, mean, std, spec, config, stain)
+    except torch.cuda.OutOfMemoryError:
+        if len(batch) == 1:
+            raise
+        torch.cuda.empty_cache()
+        half = len(batch) // 2
+        warnings.warn(
+            f"CUDA out of memory with a batch of {len(batch)} tiles; going on with {half}. "
+            f"Pass --batch-size {half} to start there next time.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        first = _forward_with_oom_backoff(model, batch[:half], device, mean, std, spec, config, stain)
+        second = _forward_with_oom_backoff(model, batch[half:], device, mean, std, spec, config, stain)
+        return np.concatenate([first, second])
+
+
+def _forward(
+    model: Any, batch: np.ndarray, device: Any, mean: Any, std: Any, spec: ModelSpec,
+    config: InferenceConfig, stain: Any,
+) -> np.ndarray:  # fmt: skip
+    import torch
+    import torch.nn.functional as F
+
+    cuda = device.type == "cuda"
+    tensor = torch.from_numpy(batch)
+    if cuda:
+        tensor = tensor.pin_memory()
+    x = tensor.to(device, non_blocking=cuda)
+    if stain is not None:
+        x = stain.transform(x)
+        x = x if x.dtype == torch.uint8 else x.clamp(0, 255)
+    x = x.permute(0, 3, 1, 2).float()
+    if spec.input_size != x.shape[-1]:
+        x = F.interpolate(x, size=(spec.input_size, spec.input_size), mode="bilinear", align_corners=False)
+    x = (x - mean) / std
+    if cuda and config.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with (
+        torch.inference_mode(),
+        torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and config.amp),
+    ):
+        logits = model(x)
+    return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+
+def _fingerprint(slide: Slide, spec: ModelSpec, grid: TileGrid) -> dict[str, Any]:
+    return {
+        "slide": slide.path.name,
+        "slide_bytes": slide.path.stat().st_size,
+        "architecture": spec.architecture,
+        "class_names": list(spec.class_names),
+        "n_tiles": len(grid),
+        "first_last": grid.origins_rc[[0, -1]].tolist() if len(grid) else [],
+        **_grid_attrs(grid),
+    }
+
+
+def _grid_attrs(grid: TileGrid) -> dict[str, Any]:
+    return {
+        "target_mpp": grid.target_mpp,
+        "slide_mpp": grid.slide_mpp,
+        "tile_px": grid.tile_px,
+        "overlap_px": grid.overlap_px,
+        "tile_px_level0": grid.tile_px_level0,
+        "stride_px_level0": grid.stride_px_level0,
+        "level": grid.level,
+        "slide_shape_rc": list(grid.slide_shape_rc),
+    }
