@@ -31,19 +31,50 @@ def test_tissue_tiles_widget_adds_mask_and_grid(slide_layer, qtbot):
     assert shapes and len(shapes[0].data) > 0
     assert shapes[0].features["tissue_fraction"].min() >= 0.5
     assert widget.progress.value == 3
+    assert widget.summary.value.startswith(f"{len(shapes[0].data):,} of ")
 
 
-def test_stain_widget_normalises_visible_region(slide_layer, qtbot, shared_data):
+@pytest.fixture
+def reference_image(shared_data):
     import imagecodecs
 
+    return imagecodecs.imread(shared_data / "he_images" / "tiatoolbox_target_image.png")[..., :3]
+
+
+def test_stain_widget_normalises_visible_region(slide_layer, qtbot, reference_image):
     from napari_histo._napari._widgets.stain import StainWidget
 
     viewer, layer = slide_layer
-    ref = imagecodecs.imread(shared_data / "he_images" / "tiatoolbox_target_image.png")[..., :3]
-    ref_layer = viewer.add_image(ref, rgb=True, name="reference")
+    ref_layer = viewer.add_image(reference_image, rgb=True, name="reference")
     widget = StainWidget(viewer)
     widget.image.value, widget.reference.value = layer, ref_layer
     with qtbot.waitSignal(widget.run().finished, timeout=60000):
         pass
     out = viewer.layers[-1]
     assert out.name.endswith("(macenko)") and out.data.dtype == np.uint8 and out.data.ndim == 3
+    assert widget.target is not None and widget.save_button.enabled
+
+
+def test_stain_widget_region_reference_overview_and_json(slide_layer, qtbot, reference_image, tmp_path):
+    from napari_histo._napari._widgets.stain import StainOutput, StainWidget
+    from napari_histo.core.stain import fit_stain
+
+    viewer, layer = slide_layer
+    ref_layer = viewer.add_image(reference_image, rgb=True, name="reference")
+    region = viewer.add_shapes([np.array([[100, 200], [600, 700]])], shape_type="rectangle", name="roi")
+    widget = StainWidget(viewer)
+    widget.image.value, widget.reference.value, widget.region.value = layer, ref_layer, region
+    widget.method.value, widget.output.value = "reinhard", StainOutput.OVERVIEW.value
+    with qtbot.waitSignal(widget.run().finished, timeout=60000):
+        pass
+    expected = fit_stain(reference_image[100:600, 200:700], "reinhard")
+    np.testing.assert_allclose(widget.target.lab_mean, expected.lab_mean)
+    out = viewer.layers[-1]
+    assert out.data.shape[:2] == layer.data[-1].shape[:2] or max(out.data.shape[:2]) <= 2048
+    widget.save_path.value = tmp_path / "ref.json"
+    saved = widget.save_reference()
+    widget.params_file.value = saved
+    widget.method.value = "macenko"  # the JSON decides the method
+    with qtbot.waitSignal(widget.run().finished, timeout=60000):
+        pass
+    assert "(reinhard)" in viewer.layers[-1].name
