@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "qupath": "napari_histo.cli.qupath:qupath",
     "tiles": "napari_histo.cli.tiles:tiles",
     "predict": "napari_histo.cli.predict:predict",
+    "export-wsinfer": "napari_histo.cli.export_wsinfer:export_wsinfer_command",
 }
 
 EPILOG = """\b

@@ -121,3 +121,29 @@ def test_segmentation_networks(architecture):
         assert net(torch.randn(1, 3, 64, 64)).shape == (1, 3, 64, 64)
     with pytest.raises(ModelSpecError, match="unet:resnet34"):
         create_network(_spec("resnet34", task="segmentation"))
+
+
+# loading TorchScript back is deprecated in torch >= 2.10, but it is what QuPath's extension reads
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_export_wsinfer_torchscript_matches_the_model(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from napari_histo.cli.main import cli
+
+    spec = _spec("mobilenetv2_100", num_classes=2, input_size=96)
+    torch.manual_seed(1)
+    save_model(create_network(spec), spec, tmp_path / "m")
+    result = CliRunner().invoke(cli, ["export-wsinfer", str(tmp_path / "m"), str(tmp_path / "ws")])
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "ws" / "config.json").read_text())
+    assert config["architecture"] == "mobilenetv2_100"
+    assert config["patch_size_pixels"] == 64
+    assert config["transform"][0] == {"name": "Resize", "arguments": {"size": 96}}
+    scripted = torch.jit.load(str(tmp_path / "ws" / "torchscript_model.pt"))
+    x = torch.randn(3, 3, 96, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            scripted(x), load_model(tmp_path / "m", device="cpu")(x), rtol=1e-4, atol=1e-4
+        )

@@ -1,0 +1,49 @@
+"""Export a model directory for QuPath's WSInfer extension: TorchScript + ``config.json``."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+from napari_histo.models.loading import load_model, resolve_model_dir
+from napari_histo.models.spec import Task, load_spec
+
+__all__ = ["export_wsinfer"]
+
+TORCHSCRIPT_FILE = "torchscript_model.pt"
+CONFIG_FILE = "config.json"
+
+
+def export_wsinfer(model: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> Path:
+    """Write ``torchscript_model.pt`` and ``config.json`` into ``out_dir``; returns it.
+
+    The TorchScript module takes a float tensor (N, 3, H, W) already normalised
+    as ``config.json``'s ``transform`` says, and returns logits, as WSInfer expects.
+    Both files are written to temporary names and renamed.
+    """
+    import torch
+
+    model_dir = resolve_model_dir(model)
+    spec = load_spec(model_dir)
+    if spec.task is not Task.CLASSIFICATION:
+        raise ValueError(
+            f"QuPath's WSInfer extension runs patch classifiers; {spec.architecture} is segmentation"
+        )
+    network = load_model(model_dir, device="cpu")
+    example = torch.zeros(1, 3, spec.input_size, spec.input_size)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / (TORCHSCRIPT_FILE + ".part")
+    # QuPath's WSInfer extension loads TorchScript (through DJL); torch >= 2.10 calls TorchScript
+    # deprecated, but torch.export's format is not loadable there, so the warning is expected here.
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", FutureWarning)
+        scripted = torch.jit.trace(network, example)
+        torch.jit.save(scripted, str(tmp))
+    os.replace(tmp, out / TORCHSCRIPT_FILE)
+    config = out / (CONFIG_FILE + ".part")
+    config.write_text(json.dumps(spec.to_wsinfer_config(), indent=2) + "\n")
+    os.replace(config, out / CONFIG_FILE)
+    return out
