@@ -99,6 +99,7 @@ def layer_data_from_objects(
         else:
             groups["annotations" if obj.object_type in _AREA_TYPES else "detections"].append(obj)
     layers = []
+    units = {"units": ("µm", "µm")} if mpp else {}  # match the slide layer, or napari drops units
     for group in ("annotations", "detections"):
         if groups[group]:
             layers.append(_shapes_layer(groups[group], f"{name} {group}", scale, mpp))
@@ -107,6 +108,8 @@ def layer_data_from_objects(
     holed = [o for o in objects if any(p.interiors for p in polygonal_parts(o.geometry))]
     if holed:
         layers.append(_holes_layer(holed, f"{name} (holes kept)", scale))
+    for _, kwargs, _ in layers:
+        kwargs.update(units)
         _notify(
             f"{name}: {len(holed)} object(s) have holes, which napari Shapes cannot draw. Their outlines "
             "are in the Shapes layer; the full objects are kept in its metadata and written back unchanged "
@@ -127,7 +130,9 @@ def _shapes_layer(objects: list[PathObject], name: str, scale: tuple, mpp: float
             data.append(rc)
             types.append("path" if part.geom_type == "LineString" else "polygon")
             rows.append(_feature_row(obj))
-            faces.append([*color, 0.0 if types[-1] == "path" else 0.35])
+            # a holed object is filled by the "(holes kept)" Labels layer: an outline-only shape here
+            filled = types[-1] == "polygon" and not rows[-1]["has_holes"]
+            faces.append([*color, 0.35 if filled else 0.0])
             edges.append([*color, 1.0])
     kwargs = {
         "name": name,
@@ -174,6 +179,8 @@ def _holes_layer(objects: list[PathObject], name: str, scale: tuple) -> LayerDat
         "scale": (downsample * scale[0], downsample * scale[1]),
         "translate": tuple(translate * scale[0]),
         "opacity": 0.5,
+        # label i is objects[i - 1]: paint it in the object's class colour, as the Shapes are
+        "colormap": {None: (0, 0, 0, 0), **{i + 1: _rgba(o) for i, o in enumerate(objects)}},
         "metadata": {"qupath_bridge": {"downsample": downsample, "origin_xy": origin}},
     }
     return labels, kwargs, "labels"
@@ -199,6 +206,10 @@ def _feature_row(obj: PathObject) -> dict[str, Any]:
 def _features(rows: list[dict]) -> dict[str, list]:
     keys = list(dict.fromkeys(k for row in rows for k in row))
     return {k: [row.get(k, np.nan) for row in rows] for k in keys}
+
+
+def _rgba(obj: PathObject) -> tuple[float, ...]:
+    return (*(np.array(_object_color(obj)) / 255).tolist(), 1.0)
 
 
 def _object_color(obj: PathObject) -> tuple[int, ...]:
