@@ -59,6 +59,8 @@ def test_holes_get_a_labels_layer_and_survive_export(tmp_path):
     (data, kwargs, _), (labels, labels_kw, kind) = layers
     assert kind == "labels"
     assert kwargs["features"]["has_holes"] == [True]
+    assert kwargs["face_color"][0][3] == 0  # outline only: the Labels layer fills it, hole and all
+    np.testing.assert_allclose(labels_kw["colormap"][1], [200 / 255, 0, 0, 1])  # the class colour
     assert labels.sum() == 96 and labels[2:4, 2:4].sum() == 0  # the hole is drawn as a hole
     np.testing.assert_allclose(labels_kw["translate"], [0, 0])
     # unchanged outline: written back exactly, hole, id and measurements included
@@ -145,6 +147,7 @@ def test_geojson_lands_on_a_slide_shown_in_micrometres(make_napari_viewer, tmp_p
     path = qb.write_geojson([qb.PathObject(shapely.box(8, 4, 16, 12))], tmp_path / "box.geojson")
     (layer,) = viewer.open(str(path), plugin="napari-histo")
     np.testing.assert_allclose(layer.scale, [0.25, 0.25])
+    assert tuple(str(u) for u in layer.units) == ("micrometer", "micrometer")
     out = tmp_path / "again.geojson"
     layer.save(str(out), plugin="napari-histo")
     assert qb.read_geojson(out)[0].geometry.equals(shapely.box(8, 4, 16, 12))
