@@ -11,17 +11,13 @@ z dropped, empty geometries skipped) is counted and summarised in one warning.
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import json
-import os
 import uuid
 import warnings
-import zipfile
-from pathlib import Path
 from typing import Any
 
 import shapely
 
+from qupath_bridge._load import DUPLICATES, GeoJSONSource, load_json
 from qupath_bridge._parse_geometry import GEOMETRY_TYPES, parse_geometry, parse_plane
 from qupath_bridge._parse_properties import (
     LEGACY_IDS,
@@ -32,19 +28,18 @@ from qupath_bridge._parse_properties import (
     parse_object_type,
 )
 from qupath_bridge._report import ReadReport, Severity
-from qupath_bridge.errors import GeoJSONError, GeoJSONWarning, QuPathFileNotFoundError
+from qupath_bridge.errors import GeoJSONError, GeoJSONWarning
 from qupath_bridge.geometry import repair_polygonal
 from qupath_bridge.objects import ObjectType, PathObject
 
 __all__ = ["load_json", "read_geojson", "read_geojson_report"]
 
-GeoJSONSource = str | os.PathLike | dict | list | bytes
 _KNOWN_PROPERTIES = {
     "objectType", "object_type", "name", "color", "classification", "isLocked", "isMissing",
     "measurements", "metadata", "childObjects", "children",
 }  # fmt: skip
 _QUPATH_MARKERS = ("objectType", "object_type", "classification", "isLocked", "measurements")
-_DUPLICATES = "\x00duplicate-keys"
+_BARE = "\x00bare-geometry"  # marks a Feature made here around a bare geometry
 
 
 def read_geojson(source: GeoJSONSource) -> list[PathObject]:
@@ -97,100 +92,20 @@ def read_geojson_report(source: GeoJSONSource, *, strict: bool = True) -> ReadRe
     data = load_json(source, report)
     features = _features(data, report)
     report.n_features = len(features)
-    layouts = set()
+    layouts = [_layout(feature) for feature in features]
     for index, feature in enumerate(features):
-        obj, layout = _parse_feature(feature, index, report)
-        layouts.add(layout)
+        obj = _parse_feature(feature, index, report)
         if obj is not None:
             report.objects.append(obj)
             report.object_indices.append(index)
-    report.layout = "empty" if not layouts else layouts.pop() if len(layouts) == 1 else "mixed"
-    if "foreign" in layouts or report.layout == "foreign":
-        n = sum(1 for f in features if _layout(f) == "foreign")
-        report.add(
-            None,
-            "foreign-geojson",
-            Severity.WARNING,
-            f"{n} feature(s) carry no QuPath properties (plain GeoJSON): read as annotations",
-        )
+    kinds = set(layouts)
+    report.layout = kinds.pop() if len(kinds) == 1 else "mixed" if kinds else "empty"
+    n_foreign = layouts.count("foreign")
+    if n_foreign:
+        message = f"{n_foreign} feature(s) carry no QuPath properties (plain GeoJSON): read as annotations"
+        report.add(None, "foreign-geojson", Severity.WARNING, message)
     _repair_invalid(report)
     return report
-
-
-def load_json(source: GeoJSONSource, report: ReadReport | None = None) -> Any:
-    """Parsed JSON of a path, JSON text or bytes (dict/list pass through).
-
-    Duplicated keys are recorded (QuPath 0.5–0.7 write ``metadata`` twice; both copies
-    are merged); bare ``NaN``/``Infinity`` tokens (QuPath 0.4) are accepted and noted.
-    """
-    report = report if report is not None else ReadReport()
-    if isinstance(source, dict | list):
-        return source
-    text = _read_text(source, report)
-    quirks = {"constant": 0}
-
-    def constant(token: str) -> float:
-        quirks["constant"] += 1
-        return float(token)
-
-    # only QuPath 0.5+ files with metadata repeat a key: keep the fast path for everything else
-    hook = _merge_duplicates if '"metadata"' in text else None
-    try:
-        data = json.loads(text, parse_constant=constant, object_pairs_hook=hook)
-    except json.JSONDecodeError as exc:
-        raise GeoJSONError(
-            f"{report.source}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}; "
-            "check the file is complete (not truncated) and is GeoJSON"
-        ) from exc
-    if quirks["constant"]:
-        report.add(
-            None,
-            "bare-nan",
-            Severity.ERROR,
-            f"{quirks['constant']} bare NaN/Infinity token(s) (QuPath 0.4 wrote these; strict JSON and "
-            'QuPath 0.5+ reject them): read as numbers; write_geojson writes them as "NaN" strings',
-        )
-    return data
-
-
-def _read_text(source: str | os.PathLike | bytes, report: ReadReport) -> str:
-    if isinstance(source, bytes):
-        return source.decode("utf-8-sig")
-    if isinstance(source, str) and source.lstrip()[:1] in ("{", "["):
-        return source
-    path = Path(source)
-    report.source = path.name
-    if not path.is_file():
-        raise QuPathFileNotFoundError(f"GeoJSON file not found: {path}")
-    if path.suffix.lower() == ".gz":
-        with gzip.open(path, "rb") as fh:
-            return fh.read().decode("utf-8-sig")
-    if path.suffix.lower() == ".zip":
-        with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist() if n.lower().endswith((".geojson", ".json"))]
-            if not names:
-                raise GeoJSONError(f"{path}: the zip holds no .geojson or .json entry: {archive.namelist()}")
-            if len(names) > 1:
-                message = f"zip has {len(names)} GeoJSON entries: read {names[0]}"
-                report.add(None, "zip-entries", Severity.WARNING, message)
-            return archive.read(names[0]).decode("utf-8-sig")
-    return path.read_text(encoding="utf-8-sig")
-
-
-def _merge_duplicates(pairs: list[tuple[str, Any]]) -> dict:
-    out = dict(pairs)
-    if len(out) == len(pairs):
-        return out
-    seen: dict[str, Any] = {}
-    duplicates = []
-    for key, value in pairs:
-        if key in seen:
-            duplicates.append(key)
-            if isinstance(seen[key], dict) and isinstance(value, dict):
-                value = {**seen[key], **value}
-        seen[key] = value
-    seen[_DUPLICATES] = duplicates
-    return seen
 
 
 def _features(data: Any, report: ReadReport) -> list[dict]:
@@ -220,7 +135,7 @@ def _flatten(item: Any, report: ReadReport) -> list[dict]:
     if kind == "Feature":
         return [item]
     if kind in GEOMETRY_TYPES:
-        return [{"type": "Feature", "geometry": item, "properties": {}, _DUPLICATES: "bare"}]
+        return [{"type": "Feature", "geometry": item, "properties": {}, _BARE: True}]
     if isinstance(item, dict) and ("pathClasses" in item or "names" in item or "colorRGB" in item):
         raise GeoJSONError(
             f"{report.source}: this is a QuPath class, not GeoJSON; use qupath_bridge.read_classification "
@@ -244,32 +159,31 @@ def _layout(feature: Any) -> str:
         return "0.3"
     if feature.get("id") in LEGACY_IDS:
         return "0.2"
-    if feature.get(_DUPLICATES) == "bare":
+    if feature.get(_BARE):
         return "geometry"  # a bare geometry: QuPath imports it as an annotation
     if any(k in props for k in _QUPATH_MARKERS):
         return "qupath"  # QuPath properties without a version marker
     return "foreign"
 
 
-def _parse_feature(feature: Any, index: int, report: ReadReport) -> tuple[PathObject | None, str]:
-    layout = _layout(feature)
+def _parse_feature(feature: Any, index: int, report: ReadReport) -> PathObject | None:
     if not isinstance(feature, dict):
         report.fail(index, "not-a-feature", f"expected a Feature object, got {feature!r:.60}")
-        return None, layout
+        return None
     props = feature.get("properties") or {}
     if not isinstance(props, dict):
         report.add(index, "bad-properties", Severity.WARNING, f"properties {props!r:.60} ignored")
         props = {}
-    if props.get(_DUPLICATES):
+    if props.get(DUPLICATES):
         report.add(
             index,
             "duplicate-key",
             Severity.INFO,
-            f"duplicated key(s) {props[_DUPLICATES]} in properties (QuPath 0.5–0.7 writer quirk): merged",
+            f"duplicated key(s) {props[DUPLICATES]} in properties (QuPath 0.5–0.7 writer quirk): merged",
         )
     geometry = parse_geometry(feature.get("geometry"), index, report)
     if geometry is None:
-        return None, layout
+        return None
     object_type = parse_object_type(feature, props, index, report)
     geom_dict = feature.get("geometry") or {}
     nucleus = None
@@ -282,7 +196,7 @@ def _parse_feature(feature: Any, index: int, report: ReadReport) -> tuple[PathOb
     children = tuple(
         obj
         for child in props.get("childObjects") or props.get("children") or []
-        if (obj := _parse_feature(child, index, report)[0]) is not None
+        if (obj := _parse_feature(child, index, report)) is not None
     )
     obj = PathObject(
         geometry=geometry,
@@ -299,9 +213,9 @@ def _parse_feature(feature: Any, index: int, report: ReadReport) -> tuple[PathOb
         nucleus_geometry=nucleus,
         is_missing=props["isMissing"] if isinstance(props.get("isMissing"), bool) else None,
         children=children,
-        extra={k: v for k, v in props.items() if k not in _KNOWN_PROPERTIES and k != _DUPLICATES},
+        extra={k: v for k, v in props.items() if k not in _KNOWN_PROPERTIES and k != DUPLICATES},
     )
-    return obj, layout
+    return obj
 
 
 def _parse_id(value: Any, index: int, report: ReadReport) -> str | None:

@@ -179,3 +179,13 @@ def test_top_level_that_is_not_geojson():
         qb.read_geojson('{"type": "Topology"}')
     with pytest.raises(GeoJSONError, match="top level is int"):
         qb.read_geojson(b"42")
+
+
+def test_repeated_keys_other_than_metadata_are_reported():
+    text = (
+        '{"type":"Feature","geometry":{"type":"Point","coordinates":[1,2]},'
+        '"properties":{"objectType":"annotation","name":"a","name":"b","measurements":{"x":1,"x":2}}}'
+    )
+    with pytest.warns(GeoJSONWarning, match=r"2 repeated JSON key\(s\) \['name', 'x'\]: the last value"):
+        (obj,) = qb.read_geojson(text)
+    assert (obj.name, obj.measurements) == ("b", {"x": 2.0})
