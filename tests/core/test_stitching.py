@@ -1,0 +1,104 @@
+"""Overlap-tile stitching: exact on constant fields, bounded memory, row-order releases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_histo.core.stitching import OverlapStitcher, tile_weights
+
+
+def _grid(shape, tile, overlap):
+    stride = tile - overlap
+    rows = range(0, shape[0] - tile + 1, stride)
+    cols = range(0, shape[1] - tile + 1, stride)
+    return [(r, c) for r in rows for c in cols]
+
+
+def _stitch(stitcher, tiles):
+    bands = []
+    for origin, scores in tiles:
+        bands += stitcher.add(origin, scores)
+    bands += stitcher.finish()
+    return bands
+
+
+def test_overlapping_tiles_of_a_known_field_stitch_exactly():
+    rng = np.random.default_rng(0)
+    shape, tile, overlap, classes = (200, 260), 64, 16, 3
+    field = rng.random((classes, *shape)).astype(np.float32)
+    field /= field.sum(0, keepdims=True)
+    stitcher = OverlapStitcher(shape, classes, tile, overlap)
+    tiles = [((r, c), field[:, r : r + tile, c : c + tile]) for r, c in _grid(shape, tile, overlap)]
+    bands = _stitch(stitcher, tiles)
+    labels = np.concatenate([b.labels for b in bands])
+    probs = np.concatenate([b.probabilities for b in bands], axis=1)
+    assert labels.shape == shape
+    covered_rows = max(r for r, _ in _grid(shape, tile, overlap)) + tile
+    covered_cols = max(c for _, c in _grid(shape, tile, overlap)) + tile
+    # every covered pixel gets back exactly the field (a weighted mean of identical values)
+    np.testing.assert_allclose(probs[:, :covered_rows, :covered_cols], field[:, :covered_rows, :covered_cols],
+                               rtol=1e-5)  # fmt: skip
+    np.testing.assert_array_equal(
+        labels[:covered_rows, :covered_cols], field.argmax(0)[:covered_rows, :covered_cols]
+    )
+    assert (labels[covered_rows:] == -1).all()
+    assert np.isnan(probs[:, covered_rows:]).all()
+    assert [b.row0 for b in bands] == sorted(b.row0 for b in bands)
+
+
+def test_disagreeing_tiles_are_blended_by_the_weights():
+    stitcher = OverlapStitcher((64, 112), 2, 64, 16)
+    left = np.zeros((2, 64, 64), np.float32)
+    left[0] = 1  # class 0 everywhere
+    right = np.zeros((2, 64, 64), np.float32)
+    right[1] = 1  # class 1 everywhere
+    bands = _stitch(stitcher, [((0, 0), left), ((0, 48), right)])
+    labels = np.concatenate([b.labels for b in bands])
+    assert (labels[:, :48] == 0).all()
+    assert (labels[:, 64:] == 1).all()
+    # in the 16-px overlap the tile whose centre is nearer wins
+    assert (labels[32, 48:56] == 0).all()
+    assert (labels[32, 56:64] == 1).all()
+
+
+def test_memory_stays_a_band_not_the_slide():
+    shape, tile, overlap = (5000, 300), 100, 20
+    stitcher = OverlapStitcher(shape, 2, tile, overlap)
+    peak = 0
+    scores = np.ones((2, tile, tile), np.float32) / 2
+    released = 0
+    for origin in _grid(shape, tile, overlap):
+        released += sum(len(b.labels) for b in stitcher.add(origin, scores))
+        peak = max(peak, stitcher.band_rows)
+    released += sum(len(b.labels) for b in stitcher.finish())
+    assert released == shape[0]
+    assert peak <= 2 * tile  # never the 5000 rows of the whole output
+
+
+def test_out_of_order_tiles_are_refused():
+    stitcher = OverlapStitcher((128, 128), 2, 64)
+    stitcher.add((64, 0), np.zeros((2, 64, 64), np.float32))
+    with pytest.raises(ValueError, match="row order"):
+        stitcher.add((0, 0), np.zeros((2, 64, 64), np.float32))
+
+
+def test_weights_fade_over_the_overlap_only():
+    w = tile_weights(10, 3)
+    assert w[5, 5] == 1
+    assert w[0, 5] == pytest.approx(0.25)
+    assert (w > 0).all()
+    assert (tile_weights(8, 0) == 1).all()
+
+
+def test_resumed_stitch_from_a_row_matches_the_full_one():
+    rng = np.random.default_rng(3)
+    shape, tile, overlap = (180, 140), 60, 20
+    grid = _grid(shape, tile, overlap)
+    tiles = [((r, c), rng.random((2, tile, tile)).astype(np.float32)) for r, c in grid]
+    full = np.concatenate([b.labels for b in _stitch(OverlapStitcher(shape, 2, tile, overlap), tiles)])
+    resume_at = 70  # rows < 70 were written before the run was killed
+    needed = [(o, s) for o, s in tiles if o[0] + tile > resume_at]
+    bands = _stitch(OverlapStitcher(shape, 2, tile, overlap, start_row=resume_at), needed)
+    assert bands[0].row0 == resume_at
+    np.testing.assert_array_equal(np.concatenate([b.labels for b in bands]), full[resume_at:])
