@@ -15,6 +15,7 @@ import uuid
 import warnings
 from typing import Any
 
+import numpy as np
 import shapely
 
 from qupath_bridge._load import DUPLICATES, GeoJSONSource, load_json
@@ -233,31 +234,37 @@ def _parse_id(value: Any, index: int, report: ReadReport) -> str | None:
 
 
 def _repair_invalid(report: ReadReport) -> None:
-    """Repair invalid polygons and drop empty geometries, all features at once (vectorised check)."""
+    """Repair invalid polygons (ROIs and nuclei), drop empty geometries; validity checked in one call."""
     objects, indices = report.objects, report.object_indices
-    geoms = [o.geometry for o in objects]
-    if not geoms:
+    if not objects:
         return
-    polygonal = shapely.get_type_id(geoms) >= 3
-    polygonal &= shapely.get_type_id(geoms) != 4  # 3 Polygon, 6 MultiPolygon, 7 collection
-    invalid = polygonal & ~shapely.is_valid(geoms)
+    invalid = _invalid_polygonal([o.geometry for o in objects])
+    invalid_nucleus = _invalid_polygonal([o.nucleus_geometry for o in objects])
     kept, kept_indices = [], []
     for i, (obj, index) in enumerate(zip(objects, indices)):
-        geometry = obj.geometry
+        changes = {}
         if invalid[i]:
-            reason = shapely.is_valid_reason(geometry)
-            geometry = repair_polygonal(geometry)
-            message = f"invalid polygon ({reason}): repaired with make_valid"
-            report.add(index, "invalid-polygon", Severity.WARNING, message)
-        if geometry.is_empty:
+            changes["geometry"] = _repaired(obj.geometry, index, "polygon", report)
+        if invalid_nucleus[i]:
+            changes["nucleus_geometry"] = _repaired(obj.nucleus_geometry, index, "nucleus polygon", report)
+        if changes.get("geometry", obj.geometry).is_empty:
             message = f"empty {obj.geometry.geom_type}: object skipped"
             report.add(index, "empty-geometry", Severity.WARNING, message)
             continue
-        kept.append(obj if geometry is obj.geometry else _replace(obj, geometry))
+        kept.append(dataclasses.replace(obj, **changes) if changes else obj)
         kept_indices.append(index)
     report.objects[:] = kept
     report.object_indices[:] = kept_indices
 
 
-def _replace(obj: PathObject, geometry: shapely.Geometry) -> PathObject:
-    return dataclasses.replace(obj, geometry=geometry)
+def _invalid_polygonal(geoms: list) -> np.ndarray:
+    """True where a geometry is an invalid Polygon or MultiPolygon (None allowed)."""
+    array = np.array(geoms, dtype=object)
+    types = shapely.get_type_id(array)  # 3 Polygon, 6 MultiPolygon, -1 None
+    return ((types == 3) | (types == 6)) & ~shapely.is_valid(array)
+
+
+def _repaired(geometry: shapely.Geometry, index: int, what: str, report: ReadReport) -> shapely.Geometry:
+    message = f"invalid {what} ({shapely.is_valid_reason(geometry)}): repaired with make_valid"
+    report.add(index, "invalid-polygon", Severity.WARNING, message)
+    return repair_polygonal(geometry)

@@ -189,3 +189,22 @@ def test_repeated_keys_other_than_metadata_are_reported():
     with pytest.warns(GeoJSONWarning, match=r"2 repeated JSON key\(s\) \['name', 'x'\]: the last value"):
         (obj,) = qb.read_geojson(text)
     assert (obj.name, obj.measurements) == ("b", {"x": 2.0})
+
+
+def test_invalid_nucleus_is_repaired_and_lines_are_never_dropped():
+    bowtie = BOWTIE
+    feature = {
+        "type": "Feature",
+        "geometry": SQUARE,
+        "nucleusGeometry": bowtie,
+        "properties": {"objectType": "cell"},
+    }
+    lines = {"type": "MultiLineString", "coordinates": [[[0, 0], [1, 1]], [[2, 2], [3, 3]]]}
+    text = json.dumps(
+        [feature, {"type": "Feature", "geometry": lines, "properties": {"objectType": "annotation"}}]
+    )
+    with pytest.warns(GeoJSONWarning, match=r"1 × invalid-polygon \(features 0\): invalid nucleus polygon"):
+        cell, annotation = qb.read_geojson(text)
+    assert cell.nucleus_geometry.is_valid
+    assert cell.nucleus_geometry.area == pytest.approx(8)
+    assert annotation.geometry.geom_type == "MultiLineString"
