@@ -31,6 +31,9 @@ __all__ = ["MIN_TISSUE_PX", "StainMethod", "StainNormalizer", "StainParams", "fi
 #: fewest stained pixels a stain estimate is made from
 MIN_TISSUE_PX = 100
 _JSON_FORMAT = "napari-histo/stain-params"
+# images processed together; on the CPU one at a time keeps the float64 intermediates in cache and
+# measured fastest (224² tiles: 1 -> 208, 4 -> 175, 64 -> 63 tiles/s); batching pays in torch on a GPU
+_CHUNK_IMAGES = 1
 
 
 class StainMethod(str, Enum):
@@ -187,10 +190,13 @@ def normalize_stain(
             f"source was fitted with {source.method.value} but target with {target.method.value}; "
             "fit both with the same method"
         )
-    if target.method is StainMethod.REINHARD:
-        out = _reinhard(flat, target, source)
-    else:
-        out = _deconvolve(flat, target, source)
+    reinhard = target.method is StainMethod.REINHARD
+    if source is None:  # every image is estimated on its own: check them all first
+        _require_tissue(sm.tissue_mask_any(flat) if reinhard else sm.stained_mask(flat))
+    out = np.empty_like(flat)
+    for start in range(0, n, _CHUNK_IMAGES):
+        part = flat[start : start + _CHUNK_IMAGES]
+        out[start : start + _CHUNK_IMAGES] = (_reinhard if reinhard else _deconvolve)(part, target, source)
     return out.reshape(np.shape(images))
 
 
@@ -200,7 +206,6 @@ def _reinhard(flat: np.ndarray, target: StainParams, source: StainParams | None)
         mean, std = source.lab_mean[None], source.lab_std[None]
     else:
         keep = sm.tissue_mask_any(flat)
-        _require_tissue(keep)
         w = keep[..., None].astype(np.float64)
         count = w.sum(axis=1)
         mean = (lab * w).sum(axis=1) / count
@@ -217,7 +222,6 @@ def _deconvolve(flat: np.ndarray, target: StainParams, source: StainParams | Non
         max_c = np.broadcast_to(source.max_concentrations, (flat.shape[0], 2))
     else:
         keep = sm.stained_mask(flat)
-        _require_tissue(keep)
         if target.method is StainMethod.MACENKO:
             he = sm.macenko_matrices(od, keep)
         else:

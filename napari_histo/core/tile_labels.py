@@ -66,7 +66,8 @@ def label_tiles(
     -------
     codes : ndarray, int32, shape (n,)
         Index into ``class_names``; -1 where the tile is outside every region
-        (for ``majority``: where no region covers any of it).
+        (for ``majority``: where the part outside all regions is at least as
+        large as the largest class's part).
     class_names : tuple of str
         Sorted, unique.
     """
@@ -111,7 +112,9 @@ def _majority(grid: TileGrid, regions: list[AnnotationRegion], index: dict[str, 
         sat[1:, 1:] = (raster == code + 1).cumsum(0).cumsum(1)
         counts[:, code] = sat[r1, c1] - sat[r0, c1] - sat[r1, c0] + sat[r0, c0]
     codes = counts.argmax(axis=1).astype(np.int32)
-    codes[counts.max(axis=1) == 0] = -1
+    area = (r1 - r0) * (c1 - c0)
+    # "no region" competes too: a tile mostly outside the annotations gets no label
+    codes[counts.max(axis=1) <= area - counts.sum(axis=1)] = -1
     return codes
 
 

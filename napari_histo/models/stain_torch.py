@@ -17,7 +17,7 @@ import numpy as np
 from napari_histo.core import _stain_math as sm
 from napari_histo.core._image import check_rgb
 from napari_histo.core._vahadane import vahadane_matrix
-from napari_histo.core.stain import MIN_TISSUE_PX, StainMethod, StainParams, fit_stain
+from napari_histo.core.stain import MIN_TISSUE_PX, StainMethod, StainNormalizer, StainParams
 from napari_histo.errors import InvalidImageError, MissingDependencyError, NoTissueError
 
 __all__ = ["TorchStainNormalizer", "default_device", "normalize_stain_torch"]
@@ -218,9 +218,13 @@ def _require_tissue(keep: Any) -> None:
         )
 
 
-class TorchStainNormalizer:
-    """``fit(reference)`` / ``transform(batch)`` like :class:`~napari_histo.core.stain.StainNormalizer`,
-    with ``transform`` batched in torch on ``device`` (default: CUDA when available)."""
+class TorchStainNormalizer(StainNormalizer):
+    """:class:`~napari_histo.core.stain.StainNormalizer` whose ``transform`` runs batched in torch.
+
+    ``fit`` / ``fit_source`` / JSON are inherited (numpy, once per reference or
+    slide); ``transform`` returns a uint8 tensor on ``device`` (default: CUDA
+    when available).
+    """
 
     def __init__(
         self,
@@ -228,29 +232,14 @@ class TorchStainNormalizer:
         target: StainParams | None = None,
         device: str | None = None,
     ):
-        self.method = StainMethod(target.method if target is not None else method)
-        self.target = target
+        super().__init__(method, target)
         self.device = device or default_device()
 
-    def fit(self, reference: np.ndarray, mask: np.ndarray | None = None) -> TorchStainNormalizer:
-        """Fit the target on a reference image (numpy, once); returns ``self``."""
-        self.target = fit_stain(reference, self.method, mask=mask)
-        return self
-
-    def fit_source(self, image: np.ndarray, mask: np.ndarray | None = None) -> StainParams:
-        """Parameters of a source slide, fitted once, for ``transform(..., source=)``."""
-        return fit_stain(image, self.method, mask=mask)
-
     def transform(self, images: Any, source: StainParams | None = None) -> Any:
-        """Normalise a uint8 batch (n, rows, cols, 3); returns a uint8 tensor on ``device``."""
+        """Normalise a uint8 batch (n, rows, cols, 3) (array or tensor); returns a uint8 tensor."""
         if self.target is None:
             raise RuntimeError("call fit(reference) first, or construct with target=")
         return normalize_stain_torch(images, self.target, source=source, device=self.device)
-
-    def to_json(self) -> str:
-        if self.target is None:
-            raise RuntimeError("nothing to save: call fit(reference) first")
-        return self.target.to_json()
 
     @classmethod
     def from_json(cls, text: str, device: str | None = None) -> TorchStainNormalizer:

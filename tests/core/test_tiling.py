@@ -92,3 +92,9 @@ def test_labels_centre_and_majority_with_hole():
     assert by_origin[(0, 0)] == 0  # 64 % stroma, 36 % tumour
     assert by_origin[(100, 100)] == -1
     assert by_origin[(200, 200)] == 0
+    # a tile 30 % covered by one class is mostly unannotated: no label
+    sliver = np.array([[0, 0], [0, 30], [100, 30], [100, 0]], float)
+    codes, _ = label_tiles(grid, [AnnotationRegion("tumour", sliver)], "majority")
+    assert codes.tolist() == [-1] * len(grid)
+    codes, _ = label_tiles(grid, [AnnotationRegion("tumour", sliver * [1, 2])], "majority")
+    assert codes[0] == 0
