@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 import shapely
-from conftest import SHARED_DATA, shared_file
+from conftest import shared_file
 
 import qupath_bridge as qb
 from qupath_bridge import GeoJSONWarning, ObjectType
@@ -193,7 +193,3 @@ def test_project_class_list_round_trips_signed_argb(tmp_path):
 
 def _same_measurements(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all((math.isnan(a[k]) and math.isnan(b[k])) or a[k] == b[k] for k in a)
-
-
-def test_shared_data_constant_points_at_the_corpus():
-    assert SHARED_DATA.name == "data"
