@@ -134,8 +134,8 @@ def predict_tiles(
     start = time.perf_counter()
     done = len(grid) - len(todo)
     batch_size = max(1, int(config.batch_size))
-    for indices, batch in _batches(slide, grid, todo, batch_size, config.workers):
-        scores = _forward_with_oom_backoff(model, batch, device, mean, std, spec, config, stain)
+    for indices, batch in read_batches(slide, grid, todo, batch_size, config.workers):
+        scores = forward_scores(model, batch, device, mean, std, spec, config, stain)
         probabilities[indices] = scores
         if store is not None:
             store.write(indices, scores)
@@ -166,7 +166,7 @@ def _check_inputs(spec: ModelSpec, grid: TileGrid) -> None:
         )
 
 
-def _batches(
+def read_batches(
     slide: Slide, grid: TileGrid, todo: np.ndarray, batch_size: int, workers: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(indices, uint8 (b, h, w, 3)) batches in grid order."""
@@ -182,7 +182,7 @@ def _batches(
         yield np.asarray(indices), buffer[: len(indices)].copy()
 
 
-def _forward_with_oom_backoff(
+def forward_scores(
     model: Any, batch: np.ndarray, device: Any, mean: Any, std: Any, spec: ModelSpec,
     config: InferenceConfig, stain: Any,
 ) -> np.ndarray:  # fmt: skip
@@ -202,8 +202,8 @@ def _forward_with_oom_backoff(
             RuntimeWarning,
             stacklevel=2,
         )
-        first = _forward_with_oom_backoff(model, batch[:half], device, mean, std, spec, config, stain)
-        second = _forward_with_oom_backoff(model, batch[half:], device, mean, std, spec, config, stain)
+        first = forward_scores(model, batch[:half], device, mean, std, spec, config, stain)
+        second = forward_scores(model, batch[half:], device, mean, std, spec, config, stain)
         return np.concatenate([first, second])
 
 
@@ -233,7 +233,10 @@ def _forward(
         torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and config.amp),
     ):
         logits = model(x)
-    return torch.softmax(logits.float(), dim=1).cpu().numpy()
+    scores = torch.softmax(logits.float(), dim=1)
+    if scores.ndim == 4 and scores.shape[-1] != batch.shape[2]:  # segmentation at another input size
+        scores = F.interpolate(scores, size=batch.shape[1:3], mode="bilinear", align_corners=False)
+    return scores.cpu().numpy()
 
 
 def _fingerprint(slide: Slide, spec: ModelSpec, grid: TileGrid) -> dict[str, Any]:

@@ -1,0 +1,144 @@
+"""Whole-slide segmentation: overlapping tiles, stitched in bands, streamed to zarr.
+
+Output is a label image at the model's µm/px (``labels``, int16, -1 = not
+predicted) and the winning class's probability (``confidence``, uint8 0-255),
+chunked 1024², in ``<name>.zarr`` — written band by band, so memory stays
+bounded and a killed run resumes from the last finished row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_histo.core.stitching import FinishedBand, OverlapStitcher
+from napari_histo.core.tiling import TileGrid
+from napari_histo.io.slide import Slide
+from napari_histo.models.engine import (
+    InferenceConfig,
+    InferenceProgress,
+    forward_scores,
+    read_batches,
+)
+from napari_histo.models.loading import resolve_device
+from napari_histo.models.spec import ModelSpec, Task
+
+__all__ = ["SegmentationResult", "output_shape", "predict_segmentation"]
+
+
+@dataclass(frozen=True)
+class SegmentationResult:
+    """The last item yielded: where the stitched labels are."""
+
+    store_path: Path
+    shape_rc: tuple[int, int]
+    mpp: float
+    class_pixels: np.ndarray  # (C,) int64 pixels per class
+    elapsed_s: float
+
+
+def output_shape(grid: TileGrid) -> tuple[int, int]:
+    """(rows, cols) of the label image at the grid's µm/px."""
+    scale = grid.target_mpp / grid.slide_mpp
+    return (int(np.ceil(grid.slide_shape_rc[0] / scale)), int(np.ceil(grid.slide_shape_rc[1] / scale)))
+
+
+def predict_segmentation(
+    slide: Slide,
+    spec: ModelSpec,
+    grid: TileGrid,
+    model: Any,
+    store_path: str | Path,
+    *,
+    config: InferenceConfig | None = None,
+) -> Iterator[InferenceProgress | SegmentationResult]:
+    """Segment every tile of ``grid`` (use an overlap, e.g. 1/8 of the tile) and stitch.
+
+    Yields :class:`InferenceProgress` per batch, then :class:`SegmentationResult`.
+    """
+    import torch
+
+    config = config or InferenceConfig()
+    if spec.task is not Task.SEGMENTATION:
+        raise ValueError(f"{spec.architecture} is a {spec.task.value} model; use predict_tiles")
+    device = resolve_device(config.device)
+    model = model.to(device).eval()
+    shape = output_shape(grid)
+    scale = grid.target_mpp / grid.slide_mpp
+    origins = np.rint(grid.origins_rc / scale).astype(np.int64)
+    order = np.lexsort((origins[:, 1], origins[:, 0]))
+    final = Path(store_path)
+    group, rows_done = _open_store(final, shape, spec, grid)
+    todo = order[origins[order, 0] + grid.tile_px > rows_done]
+    stitcher = OverlapStitcher(shape, spec.num_classes, grid.tile_px, grid.overlap_px, start_row=rows_done)
+    mean = torch.tensor(spec.mean, device=device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1) * 255
+    counts = np.zeros(spec.num_classes, np.int64)
+    start = time.perf_counter()
+    done = len(grid) - len(todo)
+    for indices, batch in read_batches(slide, grid, todo, max(1, config.batch_size), config.workers):
+        scores = forward_scores(model, batch, device, mean, std, spec, config, None)
+        for index, tile_scores in zip(indices, scores):
+            for band in stitcher.add(tuple(origins[index]), tile_scores):
+                _write_band(group, band, counts)
+        done += len(indices)
+        yield InferenceProgress(done, len(grid), time.perf_counter() - start)
+    for band in stitcher.finish():
+        _write_band(group, band, counts)
+    if rows_done:  # a resumed run counts the rows written before, too
+        counts = _count_classes(group, spec.num_classes)
+    group.attrs.update({"complete": True, "class_pixels": counts.tolist()})
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(final.with_name(final.name + ".partial"), final)
+    yield SegmentationResult(final, shape, grid.target_mpp, counts, time.perf_counter() - start)
+
+
+def _open_store(final: Path, shape: tuple[int, int], spec: ModelSpec, grid: TileGrid) -> tuple[Any, int]:
+    import zarr
+
+    partial = final.with_name(final.name + ".partial")
+    stamp = json.loads(json.dumps({"architecture": spec.architecture, "classes": list(spec.class_names),
+                                   "shape": list(shape), "n_tiles": len(grid), "tile_px": grid.tile_px,
+                                   "overlap_px": grid.overlap_px, "mpp": grid.target_mpp}))  # fmt: skip
+    if partial.exists():
+        try:
+            group = zarr.open_group(str(partial), mode="r+")
+            if group.attrs.get("fingerprint") == stamp:
+                return group, int(group.attrs.get("rows_done", 0))
+        except Exception:  # noqa: BLE001 - an unreadable partial store is started again
+            pass
+        shutil.rmtree(partial)
+    group = zarr.open_group(str(partial), mode="w")
+    chunks = (min(1024, shape[0]), min(1024, shape[1]))
+    group.create_array("labels", shape=shape, chunks=chunks, dtype="int16", fill_value=-1)
+    group.create_array("confidence", shape=shape, chunks=chunks, dtype="uint8", fill_value=0)
+    group.attrs.update({"fingerprint": stamp, "rows_done": 0, "mpp": grid.target_mpp,
+                        "class_names": list(spec.class_names), "spec": spec.to_json_dict()})  # fmt: skip
+    return group, 0
+
+
+def _write_band(group: Any, band: FinishedBand, counts: np.ndarray) -> None:
+    rows = slice(band.row0, band.row0 + band.labels.shape[0])
+    group["labels"][rows] = band.labels
+    confidence = np.nan_to_num(np.nanmax(band.probabilities, axis=0, initial=0.0), nan=0.0)
+    group["confidence"][rows] = np.rint(confidence * 255).astype(np.uint8)
+    counts += np.bincount(band.labels[band.labels >= 0].ravel(), minlength=len(counts))
+    group.attrs["rows_done"] = rows.stop
+
+
+def _count_classes(group: Any, n_classes: int) -> np.ndarray:
+    counts = np.zeros(n_classes, np.int64)
+    labels = group["labels"]
+    for r in range(0, labels.shape[0], 1024):
+        block = np.asarray(labels[r : r + 1024])
+        counts += np.bincount(block[block >= 0].ravel(), minlength=n_classes)
+    return counts
