@@ -18,9 +18,9 @@ import numpy as np
 from napari_histo.core.tiling import TileGrid
 from napari_histo.io._tile_geojson import write_tile_geojson
 from napari_histo.io.patches import iter_tiles
-from napari_histo.io.slide import Slide
+from napari_histo.io.slide import SLIDE_EXTENSIONS, Slide
 
-__all__ = ["CSV_COLUMNS", "DEFAULT_LABEL", "export_tiles", "patch_path"]
+__all__ = ["CSV_COLUMNS", "DEFAULT_LABEL", "export_tiles", "patch_path", "slide_stem"]
 
 CSV_COLUMNS = ("slide", "x", "y", "level", "mpp", "tile_px", "label", "tissue_fraction", "path")
 #: class folder of tiles without an annotation label
@@ -29,6 +29,15 @@ _ENCODERS = {
     "png": lambda a: imagecodecs.png_encode(a),
     "jpg": lambda a: imagecodecs.jpeg8_encode(a, level=95),
 }
+
+
+def slide_stem(path: Path) -> str:
+    """File name without the slide extension (``a.b.ome.tif`` -> ``a.b``)."""
+    name = path.name
+    for ext in sorted(SLIDE_EXTENSIONS, key=len, reverse=True):
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return path.stem
 
 
 def patch_path(out_dir: Path, slide_name: str, label: str, row: int, col: int, fmt: str) -> Path:
@@ -70,7 +79,7 @@ def export_tiles(
     if image_format not in _ENCODERS:
         raise ValueError(f"image_format must be one of {sorted(_ENCODERS)}, got {image_format!r}")
     out_dir = Path(out_dir)
-    name = slide.path.name.split(".")[0]
+    name = slide_stem(slide.path)
     classes = list(labels) if labels is not None else [None] * len(grid)
     labels = list(labels) if labels is not None else [DEFAULT_LABEL] * len(grid)
     paths = [

@@ -123,3 +123,12 @@ def test_annotations_without_bridge_say_what_to_do(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "qupath_bridge", types.ModuleType("qupath_bridge"))
     with pytest.raises(MissingDependencyError, match="without --annotations"):
         read_annotation_regions(tmp_path / "a.geojson")
+
+
+def test_slide_stem_keeps_inner_dots():
+    from pathlib import Path
+
+    from napari_histo.io.tile_export import slide_stem
+
+    assert slide_stem(Path("/x/case.1.ome.tiff")) == "case.1"
+    assert slide_stem(Path("CMU-1.svs")) == "CMU-1"
