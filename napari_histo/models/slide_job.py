@@ -21,7 +21,7 @@ from napari_histo.io.patches import plan_slide_grid, slide_tissue_mask, tissue_t
 from napari_histo.models.engine import InferenceConfig, InferenceProgress, TilePredictions, predict_tiles
 from napari_histo.models.spec import ModelSpec
 
-__all__ = ["SlideJob", "outputs_for", "run_slide_job", "summarize"]
+__all__ = ["SlideJob", "outputs_for", "run_slide_job", "summarize", "write_tile_geojson"]
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def run_slide_job(
             elif progress is not None:
                 progress(item)
         assert result is not None
-        _write_geojson(result, outputs["geojson"])
+        write_tile_geojson(result, outputs["geojson"])
         _write_overlay(slide, result, outputs["overlay"])
     summary = summarize(result, job, fractions)
     _write_text(outputs["summary"], json.dumps(summary, indent=2))
@@ -137,7 +137,8 @@ def _stain_normalizer(job: SlideJob, spec: ModelSpec) -> Any:
     return TorchStainNormalizer(job.stain_method, device=device).fit(pixels[..., :3])
 
 
-def _write_geojson(result: TilePredictions, path: Path) -> None:
+def write_tile_geojson(result: TilePredictions, path: Path) -> int:
+    """Write the predictions as QuPath tile objects (one measurement per class); returns the count."""
     from qupath_bridge import rc_to_xy, tiles_to_objects, write_geojson
 
     spec, grid = result.spec, result.grid
@@ -147,6 +148,7 @@ def _write_geojson(result: TilePredictions, path: Path) -> None:
     objects = tiles_to_objects(corners_xy, grid.tile_px_level0, result.probabilities, spec.class_names,
                                class_colors=colors)  # fmt: skip
     write_geojson(objects, path)
+    return len(objects)
 
 
 def _write_overlay(slide: Any, result: TilePredictions, path: Path, max_px: int = 1024) -> None:

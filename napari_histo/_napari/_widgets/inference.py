@@ -1,0 +1,259 @@
+"""Dock widget: run a model on a slide layer → class Labels, probability heatmaps, Grad-CAM, QuPath.
+
+The widget only gathers values and forwards them to :mod:`napari_histo.models`
+(imported inside the worker, so opening napari loads no torch).  Inference runs
+in a thread worker that yields progress; Cancel stops it after the batch in flight.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import napari
+import numpy as np
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+    create_widget,
+)
+
+__all__ = ["InferenceWidget", "grid_layer_placement", "run_inference"]
+
+REGIONS = ("whole slide", "visible region")
+
+
+def run_inference(path: str, slide_mpp: float | None, model_dir: str, device: str, batch_size: int,
+                  min_tissue: float, bounds_rc: tuple[float, float, float, float] | None):  # fmt: skip
+    """Generator for the worker: yields (done, total); returns (TilePredictions, model, spec).
+
+    ``bounds_rc`` limits the run to tiles inside a level-0 (row0, col0, row1, col1) box.
+    """
+    from napari_histo.core.tiling import select_tiles
+    from napari_histo.io import open_slide
+    from napari_histo.io.patches import plan_slide_grid, slide_tissue_mask, tissue_tiles
+    from napari_histo.models import load_model, load_spec
+    from napari_histo.models.engine import InferenceConfig, InferenceProgress, predict_tiles
+    from napari_histo.models.loading import resolve_model_dir
+
+    model_path = resolve_model_dir(model_dir)
+    spec = load_spec(model_path)
+    model = load_model(model_path, device=device)
+    with open_slide(path, mpp=slide_mpp, on_error="fill") as slide:
+        grid = plan_slide_grid(slide, spec.spacing_um_px, spec.patch_size_pixels)
+        if bounds_rc is not None:
+            b = grid.bounds_rc()
+            r0, c0, r1, c1 = bounds_rc
+            grid = select_tiles(grid, (b[:, 2] > r0) & (b[:, 0] < r1) & (b[:, 3] > c0) & (b[:, 1] < c1))
+        grid, _ = tissue_tiles(grid, slide_tissue_mask(slide), min_tissue)
+        if len(grid) == 0:
+            raise ValueError(
+                f"no tile with at least {min_tissue:.0%} tissue here; lower 'min tissue' or pan to tissue"
+            )
+        config = InferenceConfig(device=device, batch_size=batch_size, workers=4)
+        result = None
+        for item in predict_tiles(slide, spec, grid, model, config=config):
+            if isinstance(item, InferenceProgress):
+                yield item.done, item.total
+            else:
+                result = item
+    return result, model, spec
+
+
+def grid_layer_placement(grid: Any, slide_mpp: float) -> dict[str, tuple[float, float]]:
+    """``scale``/``translate`` (µm) putting grid cell (i, j) over its tile on the slide layer.
+
+    Level-0 pixel centres are at ``i * mpp``; a tile starting at pixel ``r`` spans
+    ``[(r - 0.5) mpp, (r + size - 0.5) mpp]``, so its centre is ``(r + size/2 - 0.5) mpp``.
+    """
+    stride = grid.stride_px_level0 * slide_mpp
+    centre = (grid.tile_px_level0 / 2 - 0.5) * slide_mpp
+    return {"scale": (stride, stride), "translate": (centre, centre)}
+
+
+class InferenceWidget(Container):
+    """Model, device, batch size, region → Labels (class colours), heatmaps, Grad-CAM, QuPath export."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        self._viewer = viewer
+        self._worker = None
+        self._last: dict[str, Any] | None = None
+        self.layer = create_widget(annotation="napari.layers.Image", label="slide")
+        self.model_dir = FileEdit(mode="d", label="model folder")
+        self.builtin = ComboBox(choices=_builtin_models(), label="or built-in", nullable=True, value=None)
+        self.device = ComboBox(choices=["auto", "cpu", "cuda"], value="auto", label="device")
+        self.batch_size = SpinBox(value=64, min=1, max=4096, label="batch size")
+        self.min_tissue = FloatSpinBox(value=0.5, min=0, max=1, step=0.05, label="min tissue")
+        self.region = ComboBox(choices=list(REGIONS), value="whole slide", label="run on")
+        self.run_button = PushButton(text="Run model")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.progress = ProgressBar(min=0, max=1, value=0, label="progress")
+        self.summary = Label(value="", label="result")
+        self.gradcam_button = PushButton(text="Grad-CAM of visible tiles", enabled=False)
+        self.export_path = FileEdit(mode="w", filter="*.geojson", label="QuPath file")
+        self.export_button = PushButton(text="Export to QuPath", enabled=False)
+        super().__init__(widgets=[self.layer, self.model_dir, self.builtin, self.device, self.batch_size,
+                                  self.min_tissue, self.region, self.run_button, self.cancel_button,
+                                  self.progress, self.summary, self.gradcam_button, self.export_path,
+                                  self.export_button])  # fmt: skip
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        self.gradcam_button.changed.connect(self.show_gradcam)
+        self.export_button.changed.connect(self.export_qupath)
+
+    # -- running ------------------------------------------------------------------------
+    def run(self) -> Any:
+        from napari.qt.threading import create_worker
+
+        layer = self._slide_layer()
+        meta = layer.metadata["napari_histo"]
+        model = self.builtin.value or str(self.model_dir.value)
+        if not self.builtin.value and not Path(model, "model.json").exists():
+            raise ValueError(f"{model} has no model.json: choose a model folder or a built-in model")
+        bounds = self._visible_bounds_rc(meta) if self.region.value == "visible region" else None
+        self._worker = create_worker(
+            run_inference, meta["path"], meta.get("mpp"), model, self.device.value, self.batch_size.value,
+            self.min_tissue.value, bounds, _start_thread=False,
+        )  # fmt: skip
+        self._worker.yielded.connect(self._on_progress)
+        self._worker.returned.connect(lambda out: self._show(out, layer))
+        self._worker.finished.connect(lambda: setattr(self.cancel_button, "enabled", False))
+        self._worker.errored.connect(lambda exc: setattr(self.summary, "value", f"failed: {exc}"))
+        self.cancel_button.enabled = True
+        self.summary.value = "running ..."
+        self._worker.start()
+        return self._worker
+
+    def cancel(self) -> None:
+        if self._worker is not None:
+            self._worker.quit()
+            self.summary.value = "cancelled"
+
+    def _on_progress(self, value: tuple[int, int]) -> None:
+        done, total = value
+        self.progress.max = max(1, total)
+        self.progress.value = done
+
+    def _slide_layer(self) -> Any:
+        layer = self.layer.value
+        if layer is None or "napari_histo" not in layer.metadata:
+            raise ValueError("choose an Image layer opened by napari-histo (File > Open a slide)")
+        return layer
+
+    def _visible_bounds_rc(self, meta: dict[str, Any]) -> tuple[float, float, float, float]:
+        """Level-0 (row0, col0, row1, col1) of what the canvas shows now."""
+        mpp = meta.get("mpp") or 1.0
+        camera = self._viewer.scene.camera if hasattr(self._viewer, "scene") else self._viewer.camera
+        centre = np.asarray(camera.center[-2:], float)
+        size = np.asarray(self._viewer.window._qt_viewer.canvas.size[::-1], float) / camera.zoom
+        r0, c0 = (centre - size / 2) / mpp
+        r1, c1 = (centre + size / 2) / mpp
+        return float(r0), float(c0), float(r1), float(c1)
+
+    # -- results --------------------------------------------------------------------------
+    def _show(self, out: tuple, layer: Any) -> None:
+        from napari.utils.colormaps import DirectLabelColormap
+
+        from napari_histo.models.engine import grid_cells
+
+        result, model, spec = out
+        if result is None:
+            return
+        mpp = layer.metadata["napari_histo"].get("mpp") or 1.0
+        shape, cells = grid_cells(result.grid)
+        labels = np.zeros(shape, np.uint8)
+        labels[cells[:, 0], cells[:, 1]] = result.classes + 1  # 0 stays "not predicted"
+        colors = {0: (0, 0, 0, 0), None: (0, 0, 0, 0)}
+        colors.update({i + 1: (*np.asarray(c) / 255, 1.0) for i, c in enumerate(spec.class_colors)})
+        placement = grid_layer_placement(result.grid, mpp)
+        name = layer.name
+        self._viewer.add_labels(labels, name=f"{name} classes", opacity=0.45, units=layer.units,
+                                colormap=DirectLabelColormap(color_dict=colors), **placement)  # fmt: skip
+        for k, class_name in enumerate(spec.class_names):
+            heat = np.full(shape, np.nan, np.float32)
+            heat[cells[:, 0], cells[:, 1]] = result.probabilities[:, k]
+            self._viewer.add_image(
+                np.nan_to_num(heat),
+                name=f"{name} p({class_name})",
+                colormap="inferno",
+                contrast_limits=(0, 1),
+                opacity=0.6,
+                blending="additive",
+                units=layer.units,
+                visible=k == spec.num_classes - 1,
+                **placement,
+            )
+        counts = np.bincount(result.classes, minlength=spec.num_classes)
+        legend = ", ".join(
+            f"{n} {c / max(1, len(result.classes)):.0%}" for n, c in zip(spec.class_names, counts)
+        )
+        self.summary.value = f"{len(result.classes):,} tiles in {result.elapsed_s:.1f} s: {legend}"
+        self._last = {"result": result, "model": model, "spec": spec, "layer": layer, "mpp": mpp}
+        self.gradcam_button.enabled = self.export_button.enabled = True
+
+    def show_gradcam(self, max_tiles: int = 64) -> Any:
+        """Grad-CAM heatmap of (up to ``max_tiles``) predicted tiles in view, as an Image layer."""
+        from napari_histo.io import open_slide
+        from napari_histo.io.patches import read_tile
+        from napari_histo.models.gradcam import grad_cam
+
+        if self._last is None:
+            raise ValueError("run the model first")
+        last = self._last
+        result, spec, mpp = last["result"], last["spec"], last["mpp"]
+        meta = last["layer"].metadata["napari_histo"]
+        r0, c0, r1, c1 = self._visible_bounds_rc(meta)
+        b = result.grid.bounds_rc()
+        inside = np.flatnonzero((b[:, 2] > r0) & (b[:, 0] < r1) & (b[:, 3] > c0) & (b[:, 1] < c1))[:max_tiles]
+        if inside.size == 0:
+            raise ValueError("no predicted tile is visible: pan to the classes layer first")
+        with open_slide(meta["path"], mpp=meta.get("mpp")) as slide:
+            tiles = np.stack([read_tile(slide, result.grid, int(i)) for i in inside])
+        maps, _ = grad_cam(last["model"], tiles, spec)
+        mosaic, top_rc, px_l0 = _mosaic(maps, result.grid.origins_rc[inside], result.grid.tile_px_level0)
+        # mosaic pixel (0, 0) spans level-0 [top - 0.5, top - 0.5 + px_l0): its centre in µm
+        translate = tuple((top_rc - 0.5 + px_l0 / 2) * mpp)
+        self._viewer.add_image(mosaic, name=f"{last['layer'].name} Grad-CAM", colormap="turbo", opacity=0.5,
+                               contrast_limits=(0, 1), scale=(px_l0 * mpp,) * 2, translate=translate,
+                               units=last["layer"].units)  # fmt: skip
+        return maps
+
+    def export_qupath(self) -> Path:
+        """Write the last result's tiles as QuPath GeoJSON to the chosen file."""
+        from napari_histo.models.slide_job import write_tile_geojson
+
+        if self._last is None:
+            raise ValueError("run the model first")
+        path = Path(str(self.export_path.value))
+        if path.suffix != ".geojson":
+            path = path.with_suffix(".geojson")
+        count = write_tile_geojson(self._last["result"], path)
+        self.summary.value = f"wrote {count:,} QuPath tiles to {path}"
+        return path
+
+
+def _mosaic(
+    maps: np.ndarray, origins_rc: np.ndarray, tile_px_level0: float
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per-tile maps (n, t, t) in one array, with its level-0 top-left and level-0 px per pixel."""
+    t = maps.shape[1]
+    px_l0 = tile_px_level0 / t
+    top = origins_rc.min(axis=0).astype(np.float64)
+    span = origins_rc.max(axis=0) - top + tile_px_level0
+    mosaic = np.zeros(tuple(int(np.ceil(v / px_l0)) for v in span), np.float32)
+    for (r, c), cam in zip(origins_rc, maps):
+        y, x = round((r - top[0]) / px_l0), round((c - top[1]) / px_l0)
+        window = mosaic[y : y + t, x : x + t]
+        np.maximum(window, cam[: window.shape[0], : window.shape[1]], out=window)
+    return mosaic, top, px_l0
+
+
+def _builtin_models() -> list[str]:
+    root = Path(__file__).resolve().parents[2] / "models" / "builtin"
+    return sorted(p.name for p in root.iterdir() if (p / "model.json").exists()) if root.is_dir() else []
