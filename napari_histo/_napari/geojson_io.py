@@ -1,25 +1,24 @@
 """napari reader and writers for QuPath GeoJSON (``.geojson``, ``.geojson.gz``, ``.geojson.zip``).
 
-Reading: annotations (and TMA cores) become one Shapes layer, detections/cells/tiles a
-second one, point objects a Points layer; ``name``, ``class``, ``object_type`` and ``id``
-are layer features, face colours come from the class colour.  Shapes are placed in
-level-0 pixels; when the viewer already shows a slide with a known µm/px, the layers take
-its scale so they lie on top of it.
+Reading: annotations (and TMA cores) become a Shapes layer, detections/cells/tiles a
+second Shapes layer (or, above 5,000 of them, a Points layer of their centroids, since
+napari Shapes needs minutes for 100,000 polygons), point objects a Points layer; ``name``,
+``class``, ``object_type``, ``id`` and the measurements are layer features, and colours
+come from the class.  Objects lie in level-0 pixels; when the viewer already shows a
+slide with a known µm/px, the layers take its scale and units so they lie on top of it.
 
-Holes: a napari Shapes layer cannot draw a polygon with holes.  Such objects are shown
-by their outline, *and* (1) the complete objects are kept in ``layer.metadata
-["qupath_bridge"]["objects"]`` and written back unchanged when their outline was not
-edited, and (2) a Labels layer ``"<file> (holes kept)"`` shows them rasterised with their
-holes.  A notification says so; nothing is lost silently.
+Holes: napari Shapes cannot draw a polygon with holes.  Such objects are drawn as an
+outline, a Labels layer ``"<file> (holes kept)"`` shows them filled with their holes,
+and every layer keeps the objects it was made from: saving writes unedited objects back
+exactly as read, holes included.  A notification says so.
 
-Writing: a Shapes layer (polygons, rectangles, ellipses, paths, lines) or a Labels layer
-(traced like QuPath's ``ContourTracing.labelsToDetections``) becomes a QuPath 0.4+ GeoJSON
-FeatureCollection.
+Writing: Shapes (polygons, rectangles, ellipses, paths, lines), Points and Labels layers
+(traced as QuPath's ``ContourTracing.labelsToDetections`` does) become a QuPath 0.4+
+GeoJSON FeatureCollection.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import warnings
 from collections import defaultdict
@@ -27,34 +26,38 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import shapely
 
+from napari_histo._napari._geojson_layers import (
+    MAX_SHAPES,
+    centroids_layer,
+    holes_layer,
+    points_layer,
+    points_to_objects,
+    shapes_layer,
+    shapes_to_objects,
+)
 from qupath_bridge import (
-    Classification,
     ObjectType,
     PathObject,
     QuPathBridgeError,
     labels_to_objects,
-    objects_to_labels,
     rc_to_xy,
     read_geojson,
     write_geojson,
-    xy_to_rc,
 )
 from qupath_bridge.geometry import polygonal_parts
 
 __all__ = [
     "get_geojson_reader",
     "layer_data_from_objects",
-    "shapes_to_objects",
     "write_labels_geojson",
+    "write_points_geojson",
     "write_shapes_geojson",
 ]
 
 log = logging.getLogger(__name__)
 GEOJSON_SUFFIXES = (".geojson", ".geojson.gz", ".geojson.zip")
 _AREA_TYPES = (ObjectType.ANNOTATION, ObjectType.TMA_CORE, ObjectType.ROOT)
-_HOLES_MAX_PX = 4096  # side of the Labels layer that shows objects with holes
 LayerData = tuple[Any, dict[str, Any], str]
 
 
@@ -93,129 +96,38 @@ def layer_data_from_objects(
     scale = (mpp, mpp) if mpp else (1.0, 1.0)
     groups: dict[str, list[PathObject]] = defaultdict(list)
     for obj in objects:
-        kind = obj.geometry.geom_type
-        if kind in ("Point", "MultiPoint"):
+        if obj.geometry.geom_type in ("Point", "MultiPoint"):
             groups["points"].append(obj)
         else:
             groups["annotations" if obj.object_type in _AREA_TYPES else "detections"].append(obj)
     layers = []
-    units = {"units": ("µm", "µm")} if mpp else {}  # match the slide layer, or napari drops units
-    for group in ("annotations", "detections"):
-        if groups[group]:
-            layers.append(_shapes_layer(groups[group], f"{name} {group}", scale, mpp))
-    if groups["points"]:
-        layers.append(_points_layer(groups["points"], f"{name} points", scale, mpp))
-    holed = [o for o in objects if any(p.interiors for p in polygonal_parts(o.geometry))]
-    if holed:
-        layers.append(_holes_layer(holed, f"{name} (holes kept)", scale))
-    for _, kwargs, _ in layers:
-        kwargs.update(units)
+    if groups["annotations"]:
+        layers.append(shapes_layer(groups["annotations"], f"{name} annotations", scale, mpp))
+    detections = groups["detections"]
+    if len(detections) > MAX_SHAPES:
+        layers.append(centroids_layer(detections, f"{name} detections (centroids)", scale, mpp))
         _notify(
-            f"{name}: {len(holed)} object(s) have holes, which napari Shapes cannot draw. Their outlines "
-            "are in the Shapes layer; the full objects are kept in its metadata and written back unchanged "
-            "if the outline is not edited, and the Labels layer '(holes kept)' shows them with holes.",
+            f"{name}: {len(detections):,} detections are shown as centroids (napari Shapes would take "
+            f"minutes above {MAX_SHAPES:,} polygons); saving the layer writes the full objects back.",
             level="info",
         )
+    elif detections:
+        layers.append(shapes_layer(detections, f"{name} detections", scale, mpp))
+    if groups["points"]:
+        layers.append(points_layer(groups["points"], f"{name} points", scale, mpp))
+    holed = [o for o in objects if any(p.interiors for p in polygonal_parts(o.geometry))]
+    if holed:
+        layers.append(holes_layer(holed, f"{name} (holes kept)", scale))
+        _notify(
+            f"{name}: {len(holed)} object(s) have holes, which napari Shapes cannot draw: they are outlined "
+            "in the Shapes layer, shown with their holes in the Labels layer '(holes kept)', and written "
+            "back with their holes when saved unless their outline was edited.",
+            level="info",
+        )
+    for _, kwargs, _ in layers:
+        if mpp:
+            kwargs["units"] = ("µm", "µm")  # as the slide layer has; napari ignores units that disagree
     return layers
-
-
-def _shapes_layer(objects: list[PathObject], name: str, scale: tuple, mpp: float | None) -> LayerData:
-    data, types, rows, faces, edges = [], [], [], [], []
-    for obj in objects:
-        color = np.array(_object_color(obj), dtype=float) / 255
-        for part in _parts(obj.geometry):
-            rc = xy_to_rc(np.asarray(part.coords if part.geom_type == "LineString" else part.exterior.coords))
-            if part.geom_type == "Polygon":
-                rc = rc[:-1]  # napari closes polygons itself
-            data.append(rc)
-            types.append("path" if part.geom_type == "LineString" else "polygon")
-            rows.append(_feature_row(obj))
-            # a holed object is filled by the "(holes kept)" Labels layer: an outline-only shape here
-            filled = types[-1] == "polygon" and not rows[-1]["has_holes"]
-            faces.append([*color, 0.35 if filled else 0.0])
-            edges.append([*color, 1.0])
-    kwargs = {
-        "name": name,
-        "shape_type": types,
-        "features": _features(rows),
-        "face_color": np.array(faces),
-        "edge_color": np.array(edges),
-        "edge_width": 2 if "annotations" in name else 1,
-        "opacity": 0.9,
-        "scale": scale,
-        "metadata": {"qupath_bridge": {"mpp": mpp, "objects": {o.id: o for o in objects if o.id}}},
-    }
-    return data, kwargs, "shapes"
-
-
-def _points_layer(objects: list[PathObject], name: str, scale: tuple, mpp: float | None) -> LayerData:
-    coords, rows, colors = [], [], []
-    for obj in objects:
-        points = xy_to_rc(shapely.get_coordinates(obj.geometry))
-        coords.append(points)
-        rows += [_feature_row(obj)] * len(points)
-        colors += [np.array(_object_color(obj)) / 255] * len(points)
-    kwargs = {
-        "name": name,
-        "features": _features(rows),
-        "face_color": np.array(colors),
-        "size": 10,
-        "scale": scale,
-        "metadata": {"qupath_bridge": {"mpp": mpp}},
-    }
-    return np.concatenate(coords), kwargs, "points"
-
-
-def _holes_layer(objects: list[PathObject], name: str, scale: tuple) -> LayerData:
-    minx, miny, maxx, maxy = shapely.total_bounds([o.geometry for o in objects])
-    downsample = max(1.0, float(np.ceil(max(maxx - minx, maxy - miny) / _HOLES_MAX_PX)))
-    origin = (float(np.floor(minx)), float(np.floor(miny)))
-    shape = (int(np.ceil((maxy - origin[1]) / downsample)), int(np.ceil((maxx - origin[0]) / downsample)))
-    labels = objects_to_labels(objects, shape, downsample=downsample, origin_xy=origin)
-    # pixel (0, 0) of the labels sits where xy_to_rc puts its centre, in level-0 pixel units
-    translate = xy_to_rc(rc_to_xy([0.0, 0.0], downsample=downsample, origin_xy=origin))
-    kwargs = {
-        "name": name,
-        "scale": (downsample * scale[0], downsample * scale[1]),
-        "translate": tuple(translate * scale[0]),
-        "opacity": 0.5,
-        # label i is objects[i - 1]: paint it in the object's class colour, as the Shapes are
-        "colormap": {None: (0, 0, 0, 0), **{i + 1: _rgba(o) for i, o in enumerate(objects)}},
-        "metadata": {"qupath_bridge": {"downsample": downsample, "origin_xy": origin}},
-    }
-    return labels, kwargs, "labels"
-
-
-def _parts(geometry: shapely.Geometry) -> list[shapely.Geometry]:
-    if geometry.geom_type in ("Polygon", "LineString"):
-        return [geometry]
-    return [p for g in getattr(geometry, "geoms", []) for p in _parts(g)]
-
-
-def _feature_row(obj: PathObject) -> dict[str, Any]:
-    return {
-        "name": obj.name or "",
-        "class": obj.class_name or "",
-        "object_type": obj.object_type.value,
-        "id": obj.id or "",
-        "has_holes": any(p.interiors for p in polygonal_parts(obj.geometry)),
-        **obj.measurements,
-    }
-
-
-def _features(rows: list[dict]) -> dict[str, list]:
-    keys = list(dict.fromkeys(k for row in rows for k in row))
-    return {k: [row.get(k, np.nan) for row in rows] for k in keys}
-
-
-def _rgba(obj: PathObject) -> tuple[float, ...]:
-    return (*(np.array(_object_color(obj)) / 255).tolist(), 1.0)
-
-
-def _object_color(obj: PathObject) -> tuple[int, ...]:
-    if obj.classification is not None:
-        return obj.classification.resolved_color[:3]
-    return obj.color[:3] if obj.color is not None else (255, 0, 0)  # QuPath's default object colour
 
 
 # ---------------------------------------------------------------- writers
@@ -223,151 +135,54 @@ def _object_color(obj: PathObject) -> tuple[int, ...]:
 
 def write_shapes_geojson(path: str, data: Any, attributes: dict) -> list[str]:
     """napari writer: a Shapes layer → QuPath GeoJSON (objects in level-0 pixels)."""
-    objects = shapes_to_objects(
-        data,
-        attributes.get("shape_type") or ["polygon"] * len(data),
-        features=attributes.get("features"),
-        metadata=attributes.get("metadata") or {},
-        scale=attributes.get("scale"),
-        translate=attributes.get("translate"),
-    )
+    world = [_to_pixels(np.asarray(d, dtype=float)[:, -2:], attributes) for d in data]
+    types = attributes.get("shape_type") or ["polygon"] * len(data)
+    objects = shapes_to_objects(world, list(types), attributes.get("features"), _originals(attributes))
+    return [str(write_geojson(objects, path))]
+
+
+def write_points_geojson(path: str, data: Any, attributes: dict) -> list[str]:
+    """napari writer: a Points layer → QuPath point annotations (or the objects of its centroids)."""
+    world = _to_pixels(np.asarray(data, dtype=float).reshape(len(data), -1)[:, -2:], attributes)
+    kind = ((attributes.get("metadata") or {}).get("qupath_bridge") or {}).get("kind", "points")
+    objects = points_to_objects(world, attributes.get("features"), _originals(attributes), kind)
     return [str(write_geojson(objects, path))]
 
 
 def write_labels_geojson(path: str, data: Any, attributes: dict) -> list[str]:
-    """napari writer: a Labels layer → traced QuPath detections (one per label)."""
+    """napari writer: a Labels layer → traced QuPath detections (one per label value)."""
     labels = np.asarray(data[0] if isinstance(data, list) else data)
     if labels.ndim != 2:
         raise ValueError(f"only 2-D label layers can be written as QuPath objects, got shape {labels.shape}")
     mpp = _layer_mpp(attributes.get("metadata") or {}) or 1.0
-    scale = np.asarray(attributes.get("scale") or (1.0, 1.0), dtype=float)[-2:] / mpp
-    translate = np.asarray(attributes.get("translate") or (0.0, 0.0), dtype=float)[-2:] / mpp
+    scale = _vector(attributes, "scale", 1.0) / mpp
+    translate = _vector(attributes, "translate", 0.0) / mpp
     if not np.isclose(scale[0], scale[1]):
         raise ValueError(f"label pixels must be square to export to QuPath, got scale {tuple(scale)}")
-    # corner of pixel (0, 0): its centre minus half a pixel, in level-0 pixel-centre units, then to x, y
-    corner_rc = translate - 0.5 * scale
-    origin_xy = tuple(rc_to_xy(corner_rc, downsample=1.0))
+    # top-left corner of pixel (0, 0): half a pixel before its centre, in level-0 pixel-centre units
+    origin_xy = tuple(rc_to_xy(translate - 0.5 * scale))
     objects = labels_to_objects(labels, downsample=float(scale[0]), origin_xy=origin_xy)
     return [str(write_geojson(objects, path))]
 
 
-def shapes_to_objects(
-    data: list[np.ndarray],
-    shape_types: list[str],
-    *,
-    features: Any = None,
-    metadata: dict | None = None,
-    scale: Any = None,
-    translate: Any = None,
-) -> list[PathObject]:
-    """QuPath objects from Shapes layer data (vertices ``(row, col)`` in layer data units).
-
-    Shapes sharing a non-empty ``id`` feature form one object (a MultiPolygon).  An object
-    read from GeoJSON whose outline was not edited is written back exactly as read (holes,
-    measurements and all), with the name and class from the features table.
-    """
-    metadata = metadata or {}
-    mpp = _layer_mpp(metadata) or 1.0
-    scale = np.asarray(scale if scale is not None else (1.0, 1.0), dtype=float)[-2:]
-    translate = np.asarray(translate if translate is not None else (0.0, 0.0), dtype=float)[-2:]
-    table = _table(features, len(data))
-    originals = (metadata.get("qupath_bridge") or {}).get("objects") or {}
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i in range(len(data)):
-        groups[table["id"][i] or f"\0{i}"].append(i)
-    objects = []
-    for key, members in groups.items():
-        parts = [
-            _shape_geometry(np.asarray(data[i])[:, -2:] * scale + translate, shape_types[i], mpp)
-            for i in members
-        ]
-        first = members[0]
-        original = originals.get(key)
-        name = table["name"][first] or None
-        cls = table["class"][first] or None
-        if original is not None and _same_outline(original, parts):
-            objects.append(_with_labels(original, name, cls))
-            continue
-        geometry = parts[0] if len(parts) == 1 else _combine(parts)
-        objects.append(
-            PathObject(
-                geometry,
-                _object_type(table["object_type"][first]),
-                id=None if key.startswith("\0") else key,
-                name=name,
-                classification=None if cls is None else _class(cls, original),
-                is_ellipse=shape_types[first] == "ellipse" and len(parts) == 1,
-            )
-        )
-    return objects
+def _to_pixels(data_rc: np.ndarray, attributes: dict) -> np.ndarray:
+    """Layer data → world (scale, translate) → level-0 pixel-centre ``(row, col)``."""
+    mpp = _layer_mpp(attributes.get("metadata") or {}) or 1.0
+    return (data_rc * _vector(attributes, "scale", 1.0) + _vector(attributes, "translate", 0.0)) / mpp
 
 
-def _shape_geometry(world_rc: np.ndarray, shape_type: str, mpp: float) -> shapely.Geometry:
-    xy = rc_to_xy(world_rc / mpp)
-    if shape_type in ("path", "line"):
-        return shapely.LineString(xy)
-    if shape_type == "ellipse":  # napari stores the 4 corners of the bounding box
-        centre = xy.mean(axis=0)
-        radii = (xy.max(axis=0) - xy.min(axis=0)) / 2
-        angles = np.linspace(0, 2 * np.pi, 64, endpoint=False)
-        xy = centre + radii * np.column_stack([np.cos(angles), np.sin(angles)])
-    return shapely.Polygon(xy)
+def _vector(attributes: dict, key: str, default: float) -> np.ndarray:
+    """The last two (row, col) entries of a layer's ``scale`` or ``translate``."""
+    value = attributes.get(key)
+    return np.asarray(value if value is not None else (default, default), dtype=float)[-2:]
 
 
-def _same_outline(original: PathObject, parts: list[shapely.Geometry]) -> bool:
-    shells = [shapely.Polygon(p.exterior) for p in polygonal_parts(original.geometry)]
-    if len(shells) != len(parts) or original.geometry.geom_type not in ("Polygon", "MultiPolygon"):
-        return False
-    return all(shapely.equals_exact(shapely.Polygon(a.exterior), b, 1e-6) for a, b in zip(parts, shells))
-
-
-def _combine(parts: list[shapely.Geometry]) -> shapely.Geometry:
-    if all(p.geom_type == "Polygon" for p in parts):
-        return shapely.MultiPolygon(parts)
-    if all(p.geom_type == "LineString" for p in parts):
-        return shapely.MultiLineString(parts)
-    return shapely.GeometryCollection(parts)
-
-
-def _with_labels(original: PathObject, name: str | None, cls: str | None) -> PathObject:
-    if cls == original.class_name and name == original.name:
-        return original
-    return dataclasses.replace(
-        original, name=name, classification=None if cls is None else _class(cls, original)
-    )
-
-
-def _class(name: str, original: PathObject | None) -> Classification:
-    if original is not None and original.class_name == name:
-        return original.classification
-    return Classification.from_name(name)
-
-
-def _object_type(value: str) -> ObjectType:
-    try:
-        return ObjectType(value)
-    except ValueError:
-        return ObjectType.ANNOTATION
-
-
-def _table(features: Any, n: int) -> dict[str, list]:
-    columns = {}
-    for key in ("id", "name", "class", "object_type"):
-        values = None
-        if features is not None and key in getattr(features, "columns", features):
-            values = list(features[key])
-        columns[key] = [_text(v) for v in (values or [""] * n)]
-    return columns
-
-
-def _text(value: Any) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return ""
-    return str(value)
+def _originals(attributes: dict) -> list[PathObject]:
+    return list(((attributes.get("metadata") or {}).get("qupath_bridge") or {}).get("objects") or [])
 
 
 def _layer_mpp(metadata: dict) -> float | None:
-    """µm/px that turns the layer's world units into level-0 pixels (None: world units are pixels)."""
+    """µm/px turning the layer's world units into level-0 pixels (None: world units are pixels)."""
     if "qupath_bridge" in metadata:  # a layer this reader made: its own choice, even None
         value = metadata["qupath_bridge"].get("mpp")
         return float(value) if value else None
