@@ -15,7 +15,6 @@ import uuid
 import warnings
 from typing import Any
 
-import numpy as np
 import shapely
 
 from qupath_bridge._load import DUPLICATES, GeoJSONSource, load_json
@@ -30,7 +29,7 @@ from qupath_bridge._parse_properties import (
 )
 from qupath_bridge._report import ReadReport, Severity
 from qupath_bridge.errors import GeoJSONError, GeoJSONWarning
-from qupath_bridge.geometry import repair_polygonal
+from qupath_bridge.geometry import invalid_polygonal, repair_polygonal
 from qupath_bridge.objects import ObjectType, PathObject
 
 __all__ = ["load_json", "read_geojson", "read_geojson_report"]
@@ -238,8 +237,8 @@ def _repair_invalid(report: ReadReport) -> None:
     objects, indices = report.objects, report.object_indices
     if not objects:
         return
-    invalid = _invalid_polygonal([o.geometry for o in objects])
-    invalid_nucleus = _invalid_polygonal([o.nucleus_geometry for o in objects])
+    invalid = invalid_polygonal([o.geometry for o in objects])
+    invalid_nucleus = invalid_polygonal([o.nucleus_geometry for o in objects])
     kept, kept_indices = [], []
     for i, (obj, index) in enumerate(zip(objects, indices)):
         changes = {}
@@ -255,13 +254,6 @@ def _repair_invalid(report: ReadReport) -> None:
         kept_indices.append(index)
     report.objects[:] = kept
     report.object_indices[:] = kept_indices
-
-
-def _invalid_polygonal(geoms: list) -> np.ndarray:
-    """True where a geometry is an invalid Polygon or MultiPolygon (None allowed)."""
-    array = np.array(geoms, dtype=object)
-    types = shapely.get_type_id(array)  # 3 Polygon, 6 MultiPolygon, -1 None
-    return ((types == 3) | (types == 6)) & ~shapely.is_valid(array)
 
 
 def _repaired(geometry: shapely.Geometry, index: int, what: str, report: ReadReport) -> shapely.Geometry:

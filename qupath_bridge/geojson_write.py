@@ -28,7 +28,7 @@ import shapely
 
 from qupath_bridge._files import atomic_write
 from qupath_bridge.errors import GeoJSONError, GeoJSONWarning
-from qupath_bridge.geometry import repair_polygonal
+from qupath_bridge.geometry import invalid_polygonal, repair_polygonal
 from qupath_bridge.objects import Classification, PathObject, packed_argb
 
 __all__ = ["feature_from_object", "geometry_to_dict", "to_geojson", "write_geojson"]
@@ -231,12 +231,8 @@ def _valid(objects: list[PathObject]) -> list[PathObject]:
     """Repair invalid polygons, drop empty geometries; one warning with the object indices."""
     if not objects:
         return objects
-    geoms = np.array([o.geometry for o in objects], dtype=object)
-    types = shapely.get_type_id(geoms)
-    invalid = np.flatnonzero(((types == 3) | (types == 6)) & ~shapely.is_valid(geoms))
-    repaired = dict.fromkeys(invalid.tolist())
-    for i in repaired:
-        repaired[i] = repair_polygonal(objects[i].geometry)
+    invalid = np.flatnonzero(invalid_polygonal([o.geometry for o in objects]))
+    repaired = {int(i): repair_polygonal(objects[i].geometry) for i in invalid}
     out, empty = [], []
     for i, obj in enumerate(objects):
         geometry = repaired.get(i, obj.geometry)

@@ -15,6 +15,7 @@ import shapely
 
 __all__ = [
     "POLYGONAL_TYPES",
+    "invalid_polygonal",
     "polygonal_parts",
     "rc_to_xy",
     "repair_polygonal",
@@ -72,6 +73,23 @@ def rc_to_xy(
     """
     rc = np.asarray(rc, dtype=np.float64)
     return (rc[..., ::-1] + 0.5) * downsample + (origin_xy[0], origin_xy[1])
+
+
+def invalid_polygonal(geometries: list) -> np.ndarray:
+    """Which geometries are invalid Polygons or MultiPolygons, checked in one GEOS call.
+
+    Parameters
+    ----------
+    geometries : list of shapely.Geometry or None
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (len(geometries),)
+        False for valid polygons, for other geometry types and for None.
+    """
+    array = np.array(geometries, dtype=object)
+    types = shapely.get_type_id(array)  # 3 Polygon, 6 MultiPolygon, -1 None
+    return ((types == 3) | (types == 6)) & ~shapely.is_valid(array)
 
 
 def polygonal_parts(geometry: shapely.Geometry) -> list[shapely.Polygon]:
