@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _mosaic import real_tile_pool, write_mosaic_slide
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_WSI = REPO.parent / "shared" / "data" / "wsi"
@@ -64,59 +64,9 @@ print(json.dumps({"seconds": dt, "extra_mb": (rss1 - rss0) / 2**20, "levels": n}
 """
 
 
-def make_big_slide(work: Path, side: int = BIG_SIDE, quality: int = 80) -> Path:
-    """An Aperio-layout pyramidal JPEG TIFF of ``side`` x ``side`` px from real pixels."""
-    import imagecodecs
-    import tifffile
-
-    from napari_histo.io import open_slide
-
-    path = work / f"mosaic-{side}.svs"
-    if path.exists():
-        return path
-    source = SHARED_WSI / "CMU-1-Small-Region.svs"
-    with open_slide(source) as cmu:
-        pixels = cmu.read_region((0, 0), 0, cmu.dimensions)
-    tile = 256
-    pool = [
-        pixels[r : r + tile, c : c + tile]
-        for r in range(0, pixels.shape[0] - tile, tile)
-        for c in range(0, pixels.shape[1] - tile, tile)
-    ]
-    encoded = [imagecodecs.jpeg8_encode(t, level=quality) for t in pool]
-    small = [imagecodecs.jpeg8_encode(t[::4, ::4].repeat(4, 0).repeat(4, 1), level=quality) for t in pool]
-
-    def tiles(n_rows: int, n_cols: int, codes: list[bytes]):
-        for r in range(n_rows):
-            for c in range(n_cols):
-                yield codes[(r * 7 + c * 13) % len(codes)]
-
-    desc = (
-        f"Aperio Image Library v12.0.15 \r\n{side}x{side} [0,0 {side}x{side}] ({tile}x{tile}) "
-        f"JPEG/RGB Q={quality}|AppMag = 20|MPP = 0.4990|Filename = mosaic"
-    )
-    tmp = path.with_suffix(".part")
-    print(f"writing {path} ({side:,} x {side:,} px) ...", flush=True)
-    t0 = time.perf_counter()
-    with tifffile.TiffWriter(tmp, bigtiff=True) as tif:
-        options = {"dtype": np.uint8, "tile": (tile, tile), "compression": "jpeg", "photometric": "rgb"}
-        n = -(-side // tile)
-        tif.write(tiles(n, n, encoded), shape=(side, side, 3), description=desc, metadata=None, **options)
-        thumb = np.full((side // 128, side // 128, 3), 230, np.uint8)
-        tif.write(thumb, description=desc + "\r\n-> thumbnail", photometric="rgb", metadata=None)
-        for factor in (4, 16, 64):
-            level_side = side // factor
-            n = -(-level_side // tile)
-            tif.write(
-                tiles(n, n, small),
-                shape=(level_side, level_side, 3),
-                description=desc,
-                metadata=None,
-                **options,
-            )
-    os.replace(tmp, path)
-    print(f"  written in {time.perf_counter() - t0:.1f} s, {path.stat().st_size / 1e9:.2f} GB", flush=True)
-    return path
+def make_big_slide(work: Path, side: int = BIG_SIDE) -> Path:
+    """The 100,000² Aperio-layout JPEG TIFF of real CMU-1 tiles (cached in ``work``)."""
+    return write_mosaic_slide(work / f"mosaic-{side}.svs", side, real_tile_pool())
 
 
 def measure_open(tool: str, path: Path, repeats: int) -> dict:
