@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--single", type=int, default=16, help="tiles timed one at a time")
     parser.add_argument("--methods", default="macenko,reinhard,vahadane")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-numpy", action="store_true", help="skip the (slow) numpy batch on a GPU run")
     args = parser.parse_args()
     reference, tiles = load_tiles(args.batch)
@@ -54,6 +55,8 @@ def main() -> None:
         import torch
     except ImportError:
         torch = None
+    if torch is not None and args.threads:
+        torch.set_num_threads(args.threads)
     print(f"{args.batch} tiles of 224², device {args.device}, torch {torch.__version__ if torch else '-'}")
     for method in args.methods.split(","):
         target = fit_stain(reference, method)

@@ -70,11 +70,16 @@ def normalize_stain_torch(
             f"source was fitted with {source.method.value} but target with {target.method.value}; "
             "fit both with the same method"
         )
+    reinhard = target.method is StainMethod.REINHARD
     with torch.no_grad():
-        if target.method is StainMethod.REINHARD:
-            out = _reinhard(flat, target, source)
-        else:
-            out = _deconvolve(flat, target, source)
+        if source is None:  # check every image before any work
+            _require_tissue(
+                (flat <= _MAX_STAINED).any(dim=-1) if reinhard else (flat <= _MAX_STAINED).all(dim=-1)
+            )
+        # a GPU wants the whole batch at once; a CPU is fastest one image at a time (cache), as in numpy
+        chunk = n if x.device.type != "cpu" else 1
+        out = torch.cat([(_reinhard if reinhard else _deconvolve)(flat[i : i + chunk], target, source)
+                         for i in range(0, n, chunk)])  # fmt: skip
     return out.reshape(tuple(images.shape))
 
 
@@ -157,7 +162,6 @@ def _deconvolve(flat: Any, target: StainParams, source: StainParams | None) -> A
         max_c = _tensor(source.max_concentrations, od).expand(n, 2)
     else:
         keep = (flat <= _MAX_STAINED).all(dim=-1)
-        _require_tissue(keep)
         if target.method is StainMethod.MACENKO:
             he = _macenko(od, keep)
         else:  # Vahadane's sparse fit stays per image on the CPU: fit a source per slide instead
@@ -177,7 +181,6 @@ def _reinhard(flat: Any, target: StainParams, source: StainParams | None) -> Any
         mean, std = _tensor(source.lab_mean, lab)[None], _tensor(source.lab_std, lab)[None]
     else:
         keep = (flat <= _MAX_STAINED).any(dim=-1)
-        _require_tissue(keep)
         w = keep[..., None].to(lab.dtype)
         count = w.sum(dim=1)
         mean = (lab * w).sum(dim=1) / count
