@@ -126,11 +126,8 @@ def shapes_to_objects(
     unchanged is returned as read (holes and all) with the name and class of the table.
     """
     table = _table(features, len(world_rc))
-    groups: dict[int, list[int]] = defaultdict(list)
-    for i, index in enumerate(table["object_index"]):
-        groups[index if 0 <= index < len(originals) else -1 - i].append(i)
     objects = []
-    for index, members in groups.items():
+    for index, members in _by_object(table, len(originals)).items():
         parts = [_shape_geometry(world_rc[i], shape_types[i]) for i in members]
         original = originals[index] if index >= 0 else None
         row = {k: v[members[0]] for k, v in table.items()}
@@ -154,11 +151,8 @@ def points_to_objects(
     """
     xy = rc_to_xy(np.asarray(world_rc, dtype=float).reshape(-1, 2))
     table = _table(features, len(xy))
-    groups: dict[int, list[int]] = defaultdict(list)
-    for i, index in enumerate(table["object_index"]):
-        groups[index if 0 <= index < len(originals) else -1 - i].append(i)
     objects = []
-    for index, members in groups.items():
+    for index, members in _by_object(table, len(originals)).items():
         row = {k: v[members[0]] for k, v in table.items()}
         if index < 0:
             objects.append(_relabel(PathObject(shapely.Point(xy[members[0]])), row))
@@ -179,6 +173,14 @@ def points_to_objects(
         changed = original if geometry is None else dataclasses.replace(original, geometry=geometry)
         objects.append(_relabel(changed, row))
     return objects
+
+
+def _by_object(table: dict[str, list], n_originals: int) -> dict[int, list[int]]:
+    """Rows per original object index; a row of no known object gets its own negative key."""
+    groups: dict[int, list[int]] = defaultdict(list)
+    for row, index in enumerate(table["object_index"]):
+        groups[index if 0 <= index < n_originals else -1 - row].append(row)
+    return groups
 
 
 def _shape_geometry(world_rc: np.ndarray, shape_type: str) -> shapely.Geometry:

@@ -19,7 +19,6 @@ GeoJSON FeatureCollection.
 
 from __future__ import annotations
 
-import logging
 import warnings
 from collections import defaultdict
 from pathlib import Path
@@ -36,6 +35,7 @@ from napari_histo._napari._geojson_layers import (
     shapes_layer,
     shapes_to_objects,
 )
+from napari_histo._napari.reader import _notify  # one notification helper for all readers
 from qupath_bridge import (
     ObjectType,
     PathObject,
@@ -55,7 +55,6 @@ __all__ = [
     "write_shapes_geojson",
 ]
 
-log = logging.getLogger(__name__)
 GEOJSON_SUFFIXES = (".geojson", ".geojson.gz", ".geojson.zip")
 _AREA_TYPES = (ObjectType.ANNOTATION, ObjectType.TMA_CORE, ObjectType.ROOT)
 LayerData = tuple[Any, dict[str, Any], str]
@@ -203,12 +202,3 @@ def _viewer_slide_mpp() -> float | None:
     values = {layer.metadata.get("napari_histo", {}).get("mpp") for layer in viewer.layers}
     values.discard(None)
     return values.pop() if len(values) == 1 else None
-
-
-def _notify(message: str, level: str = "warning") -> None:
-    try:
-        from napari.utils.notifications import show_info, show_warning
-
-        (show_info if level == "info" else show_warning)(message)
-    except Exception:  # noqa: BLE001 - without napari's notification manager, log instead
-        log.warning(message)
