@@ -111,6 +111,7 @@ class Slide:
     _token: str = field(default_factory=lambda: uuid.uuid4().hex, repr=False)
     _associated: dict[str, Any] = field(default_factory=dict, repr=False)
     _closers: list[Any] = field(default_factory=list, repr=False)
+    _cache: TileCache | None = field(default=None, repr=False)
 
     # -- geometry -----------------------------------------------------------------
     @property
@@ -191,6 +192,22 @@ class Slide:
         if rr1 > rr0 and cc1 > cc0:
             out[rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = reader.read_window(rr0, cc0, rr1, cc1)
         return out
+
+    def reserve_tile_rows(self, level: int, rows: int = 2) -> int:
+        """Grow the decoded-tile cache to hold ``rows`` full rows of ``level``'s tiles.
+
+        Patch grids whose patches do not align with the file's tiles (224 px
+        patches on 256 px tiles) touch each tile row from two patch rows; with
+        two rows cached every tile is decoded once.  Returns the cache budget in bytes.
+        """
+        if self._cache is None:
+            return 0
+        info = self.level_info[level]
+        tile_rows = info.tile_shape[0] if info.tile_shape else 512
+        samples = info.shape[2] if len(info.shape) > 2 else 1
+        needed = rows * tile_rows * info.shape[1] * samples * self._readers[level].dtype.itemsize
+        self._cache.max_bytes = max(self._cache.max_bytes, int(needed * 1.1))
+        return self._cache.max_bytes
 
     def to_dask(self, level: int | None = None, *, chunk_px: int = 512) -> Any:
         """Dask view(s) of the pyramid chunked on the file's tile layout.
@@ -310,6 +327,7 @@ def open_slide(
         slide = open_tiff(path, cache, on_error)
     else:
         slide = _open_plain_image(path, kind)
+    slide._cache = cache
     _add_lazy_levels(slide)
     if mpp is not None:
         slide.mpp, slide.mpp_source = float(mpp), "user"

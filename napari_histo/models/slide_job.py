@@ -64,6 +64,7 @@ def run_slide_job(
     model = model if model is not None else load_model(job.model_dir, device=job.config.device)
     with open_slide(job.slide_path, mpp=job.slide_mpp, on_error="fill") as slide:
         grid = plan_slide_grid(slide, spec.spacing_um_px, spec.patch_size_pixels)
+        slide.reserve_tile_rows(grid.level)  # each compressed tile decoded once
         mask = slide_tissue_mask(slide)
         grid, fractions = tissue_tiles(grid, mask, job.min_tissue)
         if len(grid) == 0:

@@ -153,3 +153,24 @@ def test_computed_levels_read_in_bounded_bands():
     level = DownsampledLevel(ArrayLevel(lambda: image, image.shape, image.dtype), 2)
     level._BAND_BYTES = 1  # force one output row per band
     np.testing.assert_array_equal(level.read_window(3, 5, 400, 590), block_mean(image, 2)[3:400, 5:590])
+
+
+def test_reserving_tile_rows_decodes_each_tile_once(ome_slide, monkeypatch):
+    from napari_histo.io._tile_reader import TiffLevelReader
+
+    decoded = []
+    original = TiffLevelReader._read_tile
+
+    def counting(self, index, ty, tx):
+        decoded.append(index)
+        return original(self, index, ty, tx)
+
+    monkeypatch.setattr(TiffLevelReader, "_read_tile", counting)
+    with open_slide(ome_slide, cache_bytes=0) as slide:
+        budget = slide.reserve_tile_rows(0, rows=2)
+        assert budget >= 2 * 256 * 1536 * 3
+        # 224 px patches over 256 px tiles, row by row: neighbours share tiles
+        for r in range(0, 1024 - 224 + 1, 224):
+            for c in range(0, 1536 - 224 + 1, 224):
+                slide.read_region((r, c), 0, (224, 224))
+    assert len(decoded) == len(set(decoded))

@@ -47,6 +47,7 @@ def run_inference(path: str, slide_mpp: float | None, model_dir: str, device: st
     model = load_model(model_path, device=device)
     with open_slide(path, mpp=slide_mpp, on_error="fill") as slide:
         grid = plan_slide_grid(slide, spec.spacing_um_px, spec.patch_size_pixels)
+        slide.reserve_tile_rows(grid.level)
         if bounds_rc is not None:
             b = grid.bounds_rc()
             r0, c0, r1, c1 = bounds_rc
