@@ -118,7 +118,7 @@ def _polygon(rings: Any, index: int, report: ReadReport, state: dict) -> shapely
 
 def _ring(ring: Any, index: int, report: ReadReport, state: dict) -> np.ndarray | None:
     points = _points(ring, 0, state)
-    if len(points) and not np.array_equal(points[0], points[-1]):
+    if len(points) and (points[0, 0] != points[-1, 0] or points[0, 1] != points[-1, 1]):
         report.add(
             index,
             "open-ring",
@@ -151,10 +151,12 @@ def _points(coords: Any, minimum: int, state: dict) -> np.ndarray:
 
 
 def _check_range(array: np.ndarray) -> None:
+    peak = np.abs(array).max()  # NaN and inf propagate: one pass for the common, valid case
+    if peak <= MAX_COORDINATE_PX:
+        return
     if not np.isfinite(array).all():
         bad = array[~np.isfinite(array)][0]
         raise _BadGeometry(f"coordinate {bad} is not finite; replace or remove the vertex")
-    peak = np.abs(array).max()
     if peak > MAX_COORDINATE_PX:
         raise _BadGeometry(
             f"coordinate {peak:.6g} is beyond any image size (QuPath's limit is 2^31 px); "

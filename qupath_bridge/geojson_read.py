@@ -27,6 +27,7 @@ from qupath_bridge._parse_properties import (
     parse_metadata,
     parse_object_type,
 )
+from qupath_bridge._perf import paused_gc
 from qupath_bridge._report import ReadReport, Severity
 from qupath_bridge.errors import GeoJSONError, GeoJSONWarning
 from qupath_bridge.geometry import invalid_polygonal, repair_polygonal
@@ -89,15 +90,16 @@ def read_geojson_report(source: GeoJSONSource, *, strict: bool = True) -> ReadRe
     of raising (what ``histo qupath validate`` uses to list every problem at once).
     """
     report = ReadReport(strict=strict)
-    data = load_json(source, report)
-    features = _features(data, report)
-    report.n_features = len(features)
-    layouts = [_layout(feature) for feature in features]
-    for index, feature in enumerate(features):
-        obj = _parse_feature(feature, index, report)
-        if obj is not None:
-            report.objects.append(obj)
-            report.object_indices.append(index)
+    with paused_gc():
+        data = load_json(source, report)
+        features = _features(data, report)
+        report.n_features = len(features)
+        layouts = [_layout(feature) for feature in features]
+        for index, feature in enumerate(features):
+            obj = _parse_feature(feature, index, report)
+            if obj is not None:
+                report.objects.append(obj)
+                report.object_indices.append(index)
     kinds = set(layouts)
     report.layout = kinds.pop() if len(kinds) == 1 else "mixed" if kinds else "empty"
     n_foreign = layouts.count("foreign")

@@ -27,6 +27,7 @@ import numpy as np
 import shapely
 
 from qupath_bridge._files import atomic_write
+from qupath_bridge._perf import paused_gc
 from qupath_bridge.errors import GeoJSONError, GeoJSONWarning
 from qupath_bridge.geometry import invalid_polygonal, repair_polygonal
 from qupath_bridge.objects import Classification, PathObject, packed_argb
@@ -78,13 +79,14 @@ def write_geojson(
         When invalid polygons had to be repaired or empty geometries were skipped
         (counts and object indices in the message).
     """
-    data = to_geojson(
-        objects,
-        layout=layout,
-        feature_collection=feature_collection,
-        decimals=decimals,
-        include_measurements=include_measurements,
-    )
+    with paused_gc():
+        data = to_geojson(
+            objects,
+            layout=layout,
+            feature_collection=feature_collection,
+            decimals=decimals,
+            include_measurements=include_measurements,
+        )
     separators = (",", ": ") if pretty else (",", ":")
     text = json.dumps(
         data, indent=2 if pretty else None, separators=separators, ensure_ascii=False, allow_nan=False
