@@ -159,7 +159,7 @@ def _layout(feature: Any) -> str:
         return "0.4+"
     if "object_type" in props:
         return "0.3"
-    if feature.get("id") in LEGACY_IDS:
+    if isinstance(feature.get("id"), str) and feature["id"] in LEGACY_IDS:
         return "0.2"
     if feature.get(_BARE):
         return "geometry"  # a bare geometry: QuPath imports it as an annotation
@@ -204,8 +204,8 @@ def _parse_feature(feature: Any, index: int, report: ReadReport) -> PathObject |
         geometry=geometry,
         object_type=object_type,
         id=_parse_id(feature.get("id"), index, report),
-        name=props.get("name") if isinstance(props.get("name"), str) else None,
-        color=parse_color(props.get("color")),
+        name=_parse_name(props.get("name"), index, report),
+        color=_parse_object_color(props.get("color"), index, report),
         classification=parse_classification(props.get("classification"), index, report),
         measurements=parse_measurements(props.get("measurements"), index, report),
         metadata=parse_metadata(props.get("metadata"), index, report),
@@ -220,8 +220,25 @@ def _parse_feature(feature: Any, index: int, report: ReadReport) -> PathObject |
     return obj
 
 
+def _parse_name(value: Any, index: int, report: ReadReport) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)  # as QuPath's getAsString does
+    report.add(index, "bad-name", Severity.WARNING, f"name {value!r:.60} is not text: ignored")
+    return None
+
+
+def _parse_object_color(value: Any, index: int, report: ReadReport) -> tuple[int, ...] | None:
+    color = parse_color(value)
+    if color is None and value is not None:
+        message = f"object colour {value!r:.60} unreadable (QuPath reads [r, g, b] or an int): ignored"
+        report.add(index, "bad-color", Severity.WARNING, message)
+    return color
+
+
 def _parse_id(value: Any, index: int, report: ReadReport) -> str | None:
-    if value is None or value in LEGACY_IDS:
+    if value is None or (isinstance(value, str) and value in LEGACY_IDS):
         return None
     if isinstance(value, str):
         try:

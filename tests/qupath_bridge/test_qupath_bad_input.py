@@ -208,3 +208,14 @@ def test_invalid_nucleus_is_repaired_and_lines_are_never_dropped():
     assert cell.nucleus_geometry.is_valid
     assert cell.nucleus_geometry.area == pytest.approx(8)
     assert annotation.geometry.geom_type == "MultiLineString"
+
+
+def test_unreadable_names_colours_and_ids_are_reported_not_crashing():
+    props = {"objectType": "annotation", "name": 42, "color": "#ff0000"}
+    feature = {"type": "Feature", "id": ["not", "hashable"], "geometry": SQUARE, "properties": props}
+    with pytest.warns(GeoJSONWarning) as record:
+        (obj,) = qb.read_geojson(json.dumps(feature))
+    message = str(record[0].message)
+    assert "object colour '#ff0000' unreadable" in message
+    assert "id ['not', 'hashable'] is not a UUID" in message
+    assert (obj.name, obj.color, obj.id) == ("42", None, None)
