@@ -89,6 +89,13 @@ def qupath() -> None:
     help="QuPath type of traced objects.",
 )
 @click.option(
+    "--only",
+    "only_types",
+    default=None,
+    metavar="TYPE,...",
+    help="GeoJSON -> labels: draw only these object types (e.g. annotation, or detection,cell).",
+)
+@click.option(
     "--layout",
     type=click.Choice(["0.4", "0.3"]),
     default="0.4",
@@ -105,6 +112,7 @@ def convert(
     mode: str,
     classes: str | None,
     object_type: str,
+    only_types: str | None,
     layout: str,
 ) -> None:
     """Convert QuPath GeoJSON to a label image, or a label image to QuPath GeoJSON.
@@ -120,6 +128,7 @@ def convert(
     \b
     Examples:
       histo qupath convert annotations.geojson mask.tif --slide slide.svs --level 2 --mode class
+      histo qupath convert export.geojson tumour.tif --downsample 8 --only annotation
       histo qupath convert cells.geojson cells.png --downsample 4 --shape 2048x2048
       histo qupath convert nuclei.tif nuclei.geojson --slide slide.svs --level 1
       histo qupath convert tissue.png tissue.geojson --downsample 32 --object-type annotation \\
@@ -129,7 +138,7 @@ def convert(
     ds, shape = _level_geometry(slide, level, downsample, shape_text)
     with _clear_errors():
         if src.name.lower().endswith(GEOJSON_SUFFIXES) and dst.suffix.lower() in IMAGE_SUFFIXES:
-            objects = read_geojson(src)
+            objects = _only(read_geojson(src), only_types)
             if shape is None:
                 shape = _fitting_shape(objects, ds)
             labels = objects_to_labels(objects, shape, downsample=ds, mode=mode, class_names=class_names)
@@ -224,6 +233,18 @@ def _parse_shape(text: str) -> tuple[int, int]:
             f"expected ROWSxCOLS such as 2048x1536, got {text!r}", param_hint="--shape"
         ) from None
     return rows, cols
+
+
+def _only(objects: list[PathObject], only_types: str | None) -> list[PathObject]:
+    if not only_types:
+        return objects
+    wanted = {t.strip() for t in only_types.split(",")}
+    known = {t.value for t in ObjectType}
+    if not wanted <= known:
+        raise click.BadParameter(
+            f"unknown type(s) {sorted(wanted - known)}; use {sorted(known)}", param_hint="--only"
+        )
+    return [o for o in objects if o.object_type.value in wanted]
 
 
 def _fitting_shape(objects: list[PathObject], downsample: float) -> tuple[int, int]:

@@ -147,3 +147,16 @@ def test_help_has_examples():
     assert result.exit_code == 0
     assert "histo qupath convert cells.geojson cells.tif --slide slide.svs --level 2" in result.output
     assert "histo qupath validate" in run("validate", "--help").output
+
+
+def test_only_some_object_types_are_drawn(tmp_path):
+    objects = [*_objects(), qb.PathObject(shapely.box(0, 48, 8, 56), qb.ObjectType.DETECTION)]
+    source = qb.write_geojson(objects, tmp_path / "mixed.geojson")
+    result = run("convert", source, tmp_path / "ann.tif", "--only", "annotation", "--shape", "64x64")
+    assert result.exit_code == 0, result.output
+    labels = tifffile.imread(tmp_path / "ann.tif")
+    assert set(np.unique(labels)) == {0, 1, 2}
+    assert not labels[48:56, 0:8].any()
+    bad = run("convert", source, tmp_path / "x.tif", "--only", "Annotation")
+    assert bad.exit_code == 2
+    assert "unknown type(s) ['Annotation']" in bad.output
