@@ -17,6 +17,10 @@ __all__ = [
     "ALPHA_PERCENT",
     "BETA",
     "MAX_C_PERCENT",
+    "MAX_STAINED_VALUE",
+    "RGB_TO_XYZ",
+    "SRGB_TO_LINEAR",
+    "WHITE_D65",
     "concentrations",
     "lab_to_rgb",
     "macenko_matrices",
@@ -33,7 +37,7 @@ BETA = 0.15  # OD below which a channel counts as unstained (Macenko et al. 2009
 ALPHA_PERCENT = 1.0  # robust extremes of the stain angle, in percent
 MAX_C_PERCENT = 99.0  # robust maximum of each stain's concentration, in percent
 # the largest uint8 value whose OD is >= BETA: (I + 1) / 256 <= exp(-BETA)
-_MAX_STAINED_VALUE = int(np.floor(256 * np.exp(-BETA) - 1))
+MAX_STAINED_VALUE = int(np.floor(256 * np.exp(-BETA) - 1))
 
 
 def od_from_rgb(rgb: np.ndarray) -> np.ndarray:
@@ -48,12 +52,14 @@ def rgb_from_od(od: np.ndarray) -> np.ndarray:
 
 def stained_mask(rgb: np.ndarray) -> np.ndarray:
     """True where every channel has OD >= BETA; (..., 3) uint8 -> (...) bool."""
-    return np.all(rgb <= _MAX_STAINED_VALUE, axis=-1)
+    low = rgb <= MAX_STAINED_VALUE  # channel by channel: numpy reduces a length-3 last axis slowly
+    return low[..., 0] & low[..., 1] & low[..., 2]
 
 
 def tissue_mask_any(rgb: np.ndarray) -> np.ndarray:
     """True where at least one channel has OD >= BETA; (..., 3) uint8 -> (...) bool."""
-    return np.any(rgb <= _MAX_STAINED_VALUE, axis=-1)
+    low = rgb <= MAX_STAINED_VALUE
+    return low[..., 0] | low[..., 1] | low[..., 2]
 
 
 def masked_quantile(values: np.ndarray, mask: np.ndarray, q: float) -> np.ndarray:
@@ -97,14 +103,15 @@ def macenko_matrices(od: np.ndarray, mask: np.ndarray) -> np.ndarray:
     -------
     ndarray, float64, shape (n, 2, 3)
     """
-    w = mask.astype(np.float64)[..., None]
-    count = w.sum(axis=1)  # (n, 1)
-    mean = (od * w).sum(axis=1) / count
-    centred = (od - mean[:, None]) * w
-    cov = np.einsum("nmi,nmj->nij", centred, centred) / np.maximum(count - 1, 1)[:, :, None]
+    w = mask.astype(np.float64)[:, None, :]  # (n, 1, m): sums over pixels as matrix products
+    count = w.sum(axis=2)  # (n, 1)
+    mean = (w @ od)[:, 0] / count
+    centred = (od - mean[:, None]) * w.transpose(0, 2, 1)
+    cov = centred.transpose(0, 2, 1) @ centred / np.maximum(count - 1, 1)[:, :, None]
     _, vecs = np.linalg.eigh(cov)
-    e2, e1 = vecs[:, :, 1], vecs[:, :, 2]  # second-largest and largest
-    phi = np.arctan2(np.einsum("nmi,ni->nm", od, e1), np.einsum("nmi,ni->nm", od, e2))
+    e2, e1 = vecs[:, :, 1:2], vecs[:, :, 2:3]  # second-largest and largest, (n, 3, 1)
+    phi = np.arctan2((od @ e1)[..., 0], (od @ e2)[..., 0])
+    e2, e1 = e2[..., 0], e1[..., 0]
     lo = masked_quantile(phi, mask, ALPHA_PERCENT / 100)[:, None]
     hi = masked_quantile(phi, mask, 1 - ALPHA_PERCENT / 100)[:, None]
     v_lo = e2 * np.cos(lo) + e1 * np.sin(lo)
@@ -121,17 +128,19 @@ def concentrations(od: np.ndarray, stain_matrices: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- CIELAB (sRGB, D65)
-_RGB_TO_XYZ = np.array(
+RGB_TO_XYZ = np.array(
     [[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]]
 )
-_WHITE_D65 = np.array([0.95047, 1.0, 1.08883])
+WHITE_D65 = np.array([0.95047, 1.0, 1.08883])
+_C = np.arange(256) / 255.0
+#: linear-light value of each uint8 sRGB level
+SRGB_TO_LINEAR = np.where(_C > 0.04045, ((_C + 0.055) / 1.055) ** 2.4, _C / 12.92)
 
 
 def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     """CIELAB of uint8 sRGB (same formulas as ``skimage.color.rgb2lab``), float64 (..., 3)."""
-    c = rgb.astype(np.float64) / 255.0
-    lin = np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
-    xyz = lin @ _RGB_TO_XYZ.T / _WHITE_D65
+    lin = SRGB_TO_LINEAR[rgb]  # a table lookup: uint8 has 256 values
+    xyz = lin @ RGB_TO_XYZ.T / WHITE_D65
     f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16.0 / 116.0)
     L = 116.0 * f[..., 1] - 16.0
     a = 500.0 * (f[..., 0] - f[..., 1])
@@ -143,7 +152,7 @@ def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
     """uint8 sRGB from CIELAB (..., 3), clipped to the gamut."""
     fy = (lab[..., 0] + 16.0) / 116.0
     f = np.stack([fy + lab[..., 1] / 500.0, fy, fy - lab[..., 2] / 200.0], axis=-1)
-    xyz = np.where(f > 0.2068966, f**3, (f - 16.0 / 116.0) / 7.787) * _WHITE_D65
-    lin = np.clip(xyz @ np.linalg.inv(_RGB_TO_XYZ).T, 0.0, 1.0)
+    xyz = np.where(f > 0.2068966, f**3, (f - 16.0 / 116.0) / 7.787) * WHITE_D65
+    lin = np.clip(xyz @ np.linalg.inv(RGB_TO_XYZ).T, 0.0, 1.0)
     c = np.where(lin > 0.0031308, 1.055 * lin ** (1 / 2.4) - 0.055, 12.92 * lin)
     return np.clip(np.rint(c * 255.0), 0, 255).astype(np.uint8)

@@ -22,7 +22,7 @@ from napari_histo.errors import InvalidImageError, MissingDependencyError, NoTis
 
 __all__ = ["TorchStainNormalizer", "default_device", "normalize_stain_torch"]
 
-_MAX_STAINED = sm._MAX_STAINED_VALUE
+_MAX_STAINED = sm.MAX_STAINED_VALUE
 
 
 def _torch() -> Any:
@@ -191,9 +191,8 @@ def _reinhard(flat: Any, target: StainParams, source: StainParams | None) -> Any
 
 def _rgb_to_lab(flat: Any) -> Any:
     torch = _torch()
-    c = flat.to(torch_float()) / 255.0
-    lin = torch.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
-    xyz = lin @ _tensor(sm._RGB_TO_XYZ.T, c) / _tensor(sm._WHITE_D65, c)
+    lin = _tensor(sm.SRGB_TO_LINEAR, flat)[flat.long()]  # table lookup, as in numpy
+    xyz = lin @ _tensor(sm.RGB_TO_XYZ.T, lin) / _tensor(sm.WHITE_D65, lin)
     f = torch.where(xyz > 0.008856, torch.pow(torch.clamp(xyz, min=0), 1 / 3), 7.787 * xyz + 16.0 / 116.0)
     return torch.stack(
         [116.0 * f[..., 1] - 16.0, 500.0 * (f[..., 0] - f[..., 1]), 200.0 * (f[..., 1] - f[..., 2])], dim=-1
@@ -204,8 +203,8 @@ def _lab_to_rgb(lab: Any) -> Any:
     torch = _torch()
     fy = (lab[..., 0] + 16.0) / 116.0
     f = torch.stack([fy + lab[..., 1] / 500.0, fy, fy - lab[..., 2] / 200.0], dim=-1)
-    xyz = torch.where(f > 0.2068966, f**3, (f - 16.0 / 116.0) / 7.787) * _tensor(sm._WHITE_D65, lab)
-    lin = torch.clamp(xyz @ _tensor(np.linalg.inv(sm._RGB_TO_XYZ).T, lab), 0.0, 1.0)
+    xyz = torch.where(f > 0.2068966, f**3, (f - 16.0 / 116.0) / 7.787) * _tensor(sm.WHITE_D65, lab)
+    lin = torch.clamp(xyz @ _tensor(np.linalg.inv(sm.RGB_TO_XYZ).T, lab), 0.0, 1.0)
     c = torch.where(lin > 0.0031308, 1.055 * lin ** (1 / 2.4) - 0.055, 12.92 * lin)
     return torch.clamp(torch.round(c * 255.0), 0, 255).to(torch.uint8)
 
