@@ -62,24 +62,27 @@ def tissue_mask_any(rgb: np.ndarray) -> np.ndarray:
     return low[..., 0] | low[..., 1] | low[..., 2]
 
 
-def masked_quantile(values: np.ndarray, mask: np.ndarray, q: float) -> np.ndarray:
-    """Quantile ``q`` in [0, 1] of ``values`` where ``mask``, along axis 1 ('linear' method).
+def masked_quantile(values: np.ndarray, mask: np.ndarray, q: float | tuple[float, ...]) -> np.ndarray:
+    """Quantile(s) ``q`` in [0, 1] of ``values`` where ``mask``, along axis 1 ('linear' method).
 
-    ``values`` is (n, m) or (n, m, k) and ``mask`` (n, m); returns (n,) or (n, k).
+    ``values`` is (n, m) or (n, m, k) and ``mask`` (n, m); returns (n,) or (n, k),
+    with a last axis of ``len(q)`` added when ``q`` is a tuple (one sort for all).
     Rows without a True give NaN.
     """
     if values.ndim == 3:
-        return np.stack([masked_quantile(values[..., j], mask, q) for j in range(values.shape[2])], -1)
-    filled = np.where(mask, values, np.inf)
-    ordered = np.sort(filled, axis=1)
+        return np.stack([masked_quantile(values[..., j], mask, q) for j in range(values.shape[2])], 1)
+    ordered = np.sort(np.where(mask, values, np.inf), axis=1)
     count = mask.sum(axis=1)
-    pos = q * np.maximum(count - 1, 0)
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, np.maximum(count - 1, 0))
-    frac = pos - lo
+    last = np.maximum(count - 1, 0)
     rows = np.arange(values.shape[0])
-    out = ordered[rows, lo] * (1 - frac) + ordered[rows, hi] * frac
-    return np.where(count > 0, out, np.nan)
+    out = []
+    for x in np.atleast_1d(q):
+        pos = x * last
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, last)
+        frac = pos - lo
+        out.append(np.where(count > 0, ordered[rows, lo] * (1 - frac) + ordered[rows, hi] * frac, np.nan))
+    return np.stack(out, -1) if np.ndim(q) else out[0]
 
 
 def order_he(v1: np.ndarray, v2: np.ndarray) -> np.ndarray:
@@ -112,8 +115,8 @@ def macenko_matrices(od: np.ndarray, mask: np.ndarray) -> np.ndarray:
     e2, e1 = vecs[:, :, 1:2], vecs[:, :, 2:3]  # second-largest and largest, (n, 3, 1)
     phi = np.arctan2((od @ e1)[..., 0], (od @ e2)[..., 0])
     e2, e1 = e2[..., 0], e1[..., 0]
-    lo = masked_quantile(phi, mask, ALPHA_PERCENT / 100)[:, None]
-    hi = masked_quantile(phi, mask, 1 - ALPHA_PERCENT / 100)[:, None]
+    extremes = masked_quantile(phi, mask, (ALPHA_PERCENT / 100, 1 - ALPHA_PERCENT / 100))
+    lo, hi = extremes[:, :1], extremes[:, 1:]
     v_lo = e2 * np.cos(lo) + e1 * np.sin(lo)
     v_hi = e2 * np.cos(hi) + e1 * np.sin(hi)
     # eigenvector signs are arbitrary; OD stain vectors are positive

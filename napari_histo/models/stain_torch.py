@@ -109,21 +109,23 @@ def _od(flat: Any) -> Any:
     return math.log(256.0) - _torch().log(flat.to(torch_float()) + 1.0)
 
 
-def _masked_quantile(values: Any, mask: Any, q: float) -> Any:
+def _masked_quantile(values: Any, mask: Any, q: float | tuple[float, ...]) -> Any:
     """Same as ``_stain_math.masked_quantile`` for (n, m) or (n, m, k) tensors."""
     torch = _torch()
     if values.ndim == 3:
-        return torch.stack([_masked_quantile(values[..., j], mask, q) for j in range(values.shape[2])], -1)
-    filled = torch.where(mask, values, torch.full_like(values, math.inf))
-    ordered = torch.sort(filled, dim=1).values
+        return torch.stack([_masked_quantile(values[..., j], mask, q) for j in range(values.shape[2])], 1)
+    ordered = torch.sort(torch.where(mask, values, torch.full_like(values, math.inf)), dim=1).values
     count = mask.sum(dim=1)
     last = torch.clamp(count - 1, min=0)
-    pos = q * last.to(values.dtype)
-    lo = torch.floor(pos).long()
-    hi = torch.minimum(lo + 1, last)
-    frac = pos - lo.to(values.dtype)
-    out = ordered.gather(1, lo[:, None])[:, 0] * (1 - frac) + ordered.gather(1, hi[:, None])[:, 0] * frac
-    return torch.where(count > 0, out, torch.full_like(out, math.nan))
+    out = []
+    for x in q if isinstance(q, tuple) else (q,):
+        pos = x * last.to(values.dtype)
+        lo = torch.floor(pos).long()
+        hi = torch.minimum(lo + 1, last)
+        frac = pos - lo.to(values.dtype)
+        pick = ordered.gather(1, lo[:, None])[:, 0] * (1 - frac) + ordered.gather(1, hi[:, None])[:, 0] * frac
+        out.append(torch.where(count > 0, pick, torch.full_like(pick, math.nan)))
+    return torch.stack(out, -1) if isinstance(q, tuple) else out[0]
 
 
 def _order_he(v1: Any, v2: Any) -> Any:
@@ -143,8 +145,8 @@ def _macenko(od: Any, mask: Any) -> Any:
     _, vecs = torch.linalg.eigh(cov)
     e2, e1 = vecs[:, :, 1], vecs[:, :, 2]
     phi = torch.atan2((od @ e1[:, :, None])[..., 0], (od @ e2[:, :, None])[..., 0])
-    lo = _masked_quantile(phi, mask, sm.ALPHA_PERCENT / 100)[:, None]
-    hi = _masked_quantile(phi, mask, 1 - sm.ALPHA_PERCENT / 100)[:, None]
+    extremes = _masked_quantile(phi, mask, (sm.ALPHA_PERCENT / 100, 1 - sm.ALPHA_PERCENT / 100))
+    lo, hi = extremes[:, :1], extremes[:, 1:]
     v_lo = e2 * torch.cos(lo) + e1 * torch.sin(lo)
     v_hi = e2 * torch.cos(hi) + e1 * torch.sin(hi)
     v_lo = v_lo * torch.where(v_lo.sum(dim=1, keepdim=True) < 0, -1.0, 1.0)

@@ -79,6 +79,9 @@ def test_masked_quantile_matches_numpy():
     got = sm.masked_quantile(values, mask, 0.99)
     want = [np.quantile(values[i][mask[i]], 0.99) for i in range(3)]
     np.testing.assert_allclose(got, want)
+    both = sm.masked_quantile(values, mask, (0.01, 0.99))
+    np.testing.assert_allclose(both[:, 1], want)
+    np.testing.assert_allclose(both[:, 0], [np.quantile(values[i][mask[i]], 0.01) for i in range(3)])
 
 
 @pytest.mark.parametrize("method", list(StainMethod))
