@@ -80,7 +80,10 @@ def test_export_writes_and_resumes(slide_path, tmp_path):
     feature = collection["features"][0]
     assert collection["type"] == "FeatureCollection" and feature["properties"]["objectType"] == "tile"
     ring = feature["geometry"]["coordinates"][0]
-    assert ring[0] == ring[-1] and ring[0] == [float(rows[0]["x"]), float(rows[0]["y"])]
+    assert ring[0] == ring[-1] and len(ring) == 5
+    xs, ys = zip(*ring)
+    assert (min(xs), min(ys)) == (float(rows[0]["x"]), float(rows[0]["y"]))
+    assert max(xs) - min(xs) == max(ys) - min(ys) == 256  # 128 px at 1 µm/px on a 0.5 µm/px slide
     assert feature["properties"]["classification"]["name"] == rows[0]["label"]
     assert "color" in feature["properties"]["classification"]
 
