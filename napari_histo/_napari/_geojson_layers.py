@@ -82,7 +82,17 @@ def centroids_layer(objects: list[PathObject], name: str, scale: tuple, mpp: flo
     return _points(coords, rows, colors, name, scale, mpp, objects, "centroids", size=diameter)
 
 
-def _points(coords, rows, colors, name, scale, mpp, objects, kind, size) -> LayerData:
+def _points(
+    coords: np.ndarray,
+    rows: list[dict],
+    colors: list[list[float]],
+    name: str,
+    scale: tuple,
+    mpp: float | None,
+    objects: list[PathObject],
+    kind: str,
+    size: float,
+) -> LayerData:
     kwargs = {
         "name": name,
         **_features(rows),
