@@ -23,6 +23,8 @@ SUBCOMMANDS = {
     "tiles": "napari_histo.cli.tiles:tiles",
     "predict": "napari_histo.cli.predict:predict",
     "export-wsinfer": "napari_histo.cli.export_wsinfer:export_wsinfer_command",
+    "train": "training.cli:train",
+    "cluster": "training.cli:cluster",
 }
 
 EPILOG = """\b

@@ -1,0 +1,56 @@
+"""Distributed data parallel under ``torchrun``: nccl on GPUs, gloo on CPUs.
+
+``torchrun --nproc_per_node N -m training.cli RECIPE.yaml`` (or ``histo train``
+under torchrun) sets ``RANK``/``WORLD_SIZE``; every process reads the same
+data, takes its own stride of each epoch's order, and gradients are averaged
+by :class:`~torch.nn.parallel.DistributedDataParallel`.  Every rank evaluates
+the whole validation split, so early-stopping decisions agree without
+communication; only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["device_for", "is_distributed", "setup", "teardown", "wrap"]
+
+
+def is_distributed() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def setup() -> tuple[int, int]:
+    """``(rank, world_size)``; joins the process group when launched by torchrun."""
+    if not is_distributed():
+        return 0, 1
+    if not dist.is_initialized():
+        backend = (
+            "nccl" if torch.cuda.is_available() and os.environ.get("HISTO_DDP_BACKEND") != "gloo" else "gloo"
+        )
+        dist.init_process_group(backend=backend)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def teardown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def device_for(rank: int) -> torch.device:
+    if torch.cuda.is_available() and os.environ.get("HISTO_DDP_BACKEND") != "gloo":
+        local = int(os.environ.get("LOCAL_RANK", rank))
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return torch.device("cpu")
+
+
+def wrap(network: torch.nn.Module, device: torch.device) -> Any:
+    """The network in DDP; frozen parameters are allowed (two-phase transfer)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(network, device_ids=ids, find_unused_parameters=False)

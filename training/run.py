@@ -1,0 +1,192 @@
+"""``train(config)``: data → splits → network → (SimCLR) → phases → model directory and report.
+
+A run directory ``<output_dir>/<name>/`` receives ``config.yaml`` (resolved),
+``environment.json``, ``history.csv`` (+ TensorBoard), ``last.pt``/``best.pt``,
+``metrics.json``, PNG plots and ``model/`` (``model.json`` + ``weights.safetensors``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from napari_histo.models import ModelSpec, save_model
+from napari_histo.models.loading import resolve_device
+from training import ddp
+from training.checkpoint import BEST, load_checkpoint
+from training.config import TrainingConfig, config_to_dict
+from training.data import Samples, load_samples
+from training.loop import Context, Fold, evaluate, fit
+from training.losses import make_loss
+from training.network import build_network, imagenet_normalisation
+from training.report import EpochLogger, environment, write_json, write_resolved_config
+from training.splits import balanced_class_weights, cap_per_class, sample_weights, split_samples, undersample
+
+__all__ = ["TrainResult", "prepare_data", "train"]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    model_dir: Path
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+
+
+def train(config: TrainingConfig, *, progress: bool = True) -> TrainResult:
+    """Run a recipe end to end (also under ``torchrun``: each process trains its shard)."""
+    rank, world = ddp.setup()
+    try:
+        return _train(config, rank, world, progress)
+    finally:
+        ddp.teardown()
+
+
+def _train(config: TrainingConfig, rank: int, world: int, progress: bool) -> TrainResult:
+    torch.manual_seed(config.train.seed)
+    run_dir = Path(config.output_dir).expanduser().resolve() / config.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        write_resolved_config(config, run_dir)
+        write_json(environment(), run_dir / "environment.json")
+    device = ddp.device_for(rank) if world > 1 else resolve_device(config.train.device)
+    folds = prepare_data(config, run_dir)
+    spec = make_spec(config, folds["train"].samples)
+    network = build_network(config, spec).to(device)
+    if device.type == "cuda":
+        network = network.to(memory_format=torch.channels_last)
+    mean, std = spec.mean, spec.std
+    weights = None
+    if config.train.class_weights == "balanced":
+        weights = torch.from_numpy(balanced_class_weights(folds["train"].samples.labels, spec.num_classes))
+        weights = weights.to(device)
+    ctx = Context(
+        config=config, device=device, input_size=spec.input_size,
+        mean=torch.tensor(mean, device=device).view(1, 3, 1, 1),
+        std=torch.tensor(std, device=device).view(1, 3, 1, 1),
+        loss_fn=make_loss(config.train.loss, weights), segmentation=spec.task.value == "segmentation",
+        rank=rank, world=world, progress=progress,
+    )  # fmt: skip
+    if config.ssl.enabled:
+        from training.ssl import pretrain_simclr
+
+        pretrain_simclr(network, folds["train"], ctx, run_dir)
+    logger = EpochLogger(run_dir, enabled=rank == 0)
+    ctx.log = _print_and(logger, progress and rank == 0)
+    model = ddp.wrap(network, device) if world > 1 else network
+    started = time.perf_counter()
+    outcome = fit(model, folds["train"], folds["valid"], ctx, run_dir)
+    logger.close()
+    if (run_dir / BEST).exists():
+        network.load_state_dict(load_checkpoint(run_dir / BEST)["model"])
+    results = {name: evaluate(network, fold, ctx) for name, fold in folds.items() if name != "train"}
+    metrics = {name: m for name, (m, _) in results.items()}
+    model_dir = run_dir / "model"
+    if rank == 0:
+        _write_outputs(config, spec, network, folds, results, outcome, run_dir, model_dir, started)
+    return TrainResult(run_dir, model_dir, metrics, outcome["history"])
+
+
+def prepare_data(config: TrainingConfig, run_dir: Path) -> dict[str, Fold]:
+    """Load, de-duplicate, split, cap and balance the data; pixels in memory when ``data.cache``."""
+    base = Path(config.recipe_path).parent if config.recipe_path else Path.cwd()
+    samples = load_samples(config.data, base, run_dir)
+    splits = split_samples(samples, config.data, config.train.seed)
+    splits = {k: cap_per_class(v, config.data.max_per_class, config.train.seed) for k, v in splits.items()}
+    if config.data.balance == "undersample":
+        splits["train"] = undersample(splits["train"], config.train.seed)
+    folds = {}
+    for name, part in splits.items():
+        if config.data.cache:
+            part = part.with_pixels()
+        folds[name] = _fold(part, config)
+    if config.data.balance == "weighted":
+        folds["train"].weights = sample_weights(folds["train"].samples.labels, len(samples.class_names))
+    return folds
+
+
+def _fold(samples: Samples, config: TrainingConfig) -> Fold:
+    pixels = None if samples.images is None else torch.from_numpy(samples.images)
+    masks = None if samples.masks is None else torch.from_numpy(samples.masks)
+    if pixels is not None and torch.cuda.is_available():
+        pixels = pixels.pin_memory()
+    return Fold(samples, pixels, masks)
+
+
+def make_spec(config: TrainingConfig, train: Samples) -> ModelSpec:
+    """The model's ``ModelSpec`` from the recipe and the training data (patch size, classes)."""
+    patch = config.model.patch_size_pixels or _patch_size(train)
+    mean, std = imagenet_normalisation(config)
+    return ModelSpec(
+        architecture=config.model.architecture,
+        num_classes=len(train.class_names),
+        class_names=train.class_names,
+        patch_size_pixels=patch,
+        spacing_um_px=config.model.spacing_um_px,
+        task=config.model.task,
+        class_colors=tuple(config.model.class_colors),
+        input_size=config.model.input_size or patch,
+        mean=mean,
+        std=std,
+        name=config.model.name or config.name,
+        description=config.model.description,
+    )
+
+
+def _patch_size(samples: Samples) -> int:
+    if samples.images is not None:
+        return int(samples.images.shape[1])
+    from training.data import decode_image
+
+    return int(decode_image(samples.paths[0]).shape[0])
+
+
+def _write_outputs(config, spec, network, folds, results, outcome, run_dir, model_dir, started) -> None:  # type: ignore[no-untyped-def]
+    from training import plots
+
+    metrics = {name: m for name, (m, _) in results.items()}
+    summary = {
+        "monitor": config.train.monitor,
+        "best_score": outcome["best_score"],
+        "best_epoch": outcome["best_epoch"],
+        "stopped": outcome["stopped"],
+        "epochs": len(outcome["history"]),
+        "seconds": round(time.perf_counter() - started, 1),
+        "counts": {name: fold.samples.counts() for name, fold in folds.items()},
+        "deduplicated": config.data.dedup,
+    }
+    write_json({"summary": summary, **metrics}, run_dir / "metrics.json")
+    provenance = {
+        "recipe": config.recipe_path,
+        "config": config_to_dict(dataclasses.replace(config)),
+        "command": os.environ.get("HISTO_TRAIN_COMMAND", " ".join(environment()["argv"])),
+        "environment": environment(),
+        **summary,
+    }
+    headline = {k: v for k, v in metrics.get("valid", {}).items() if isinstance(v, (int, float))}
+    spec = spec.with_updates(provenance=provenance, metrics={"valid": headline} | (
+        {"test": {k: v for k, v in metrics["test"].items() if isinstance(v, (int, float))}}
+        if "test" in metrics else {}))  # fmt: skip
+    save_model(network, spec, model_dir)
+    write_json(spec.to_json_dict(), model_dir / "model.json")  # NaN-safe rewrite
+    plots.write_run_plots(outcome["history"], results, folds, spec.class_names, run_dir)
+
+
+def _print_and(logger: EpochLogger, verbose: bool):  # type: ignore[no-untyped-def]
+    def log(row: dict[str, Any]) -> None:
+        logger(row)
+        if verbose:
+            keys = [
+                k for k in ("train_loss", "val_loss", "val_accuracy", "val_roc_auc", "val_iou") if k in row
+            ]
+            text = "  ".join(f"{k} {row[k]:.4f}" for k in keys)
+            print(f"phase {row['phase']} epoch {row['epoch']}: {text}  ({row['images_per_s']:.0f} img/s)",
+                  flush=True)  # fmt: skip
+
+    return log
