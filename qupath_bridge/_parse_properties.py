@@ -82,12 +82,14 @@ def parse_classification(value: Any, index: int, report: ReadReport) -> Classifi
     if value is None or value == "" or value == {}:
         return None
     if isinstance(value, str):
-        return Classification.from_name(value, class_color(value))
+        names = _nonempty(tuple(value.split(": ")), value, index, report)
+        return Classification(names, class_color(names)) if names else None
     if not isinstance(value, dict):
         report.add(index, "bad-classification", Severity.WARNING, f"classification {value!r} ignored")
         return None
     names = _class_names(value)
-    if names is None:
+    names = names and _nonempty(names, value, index, report)
+    if not names:
         report.add(
             index,
             "bad-classification",
@@ -112,9 +114,18 @@ def parse_classification(value: Any, index: int, report: ReadReport) -> Classifi
     return Classification(names, color)
 
 
+def _nonempty(names: tuple[str, ...], value: Any, index: int, report: ReadReport) -> tuple[str, ...]:
+    """Class name parts without empty ones (``"Tumor: "``), reported when any were dropped."""
+    kept = tuple(n for n in names if n.strip())
+    if len(kept) != len(names):
+        message = f"classification {_short(value)} has an empty name part: read as {': '.join(kept)!r}"
+        report.add(index, "bad-classification", Severity.WARNING, message)
+    return kept
+
+
 def _class_names(value: dict) -> tuple[str, ...] | None:
     names = value.get("names")
-    if isinstance(names, list) and names and all(isinstance(n, str) and n for n in names):
+    if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
         return tuple(names)
     name = value.get("name")
     if not isinstance(name, str) or not name:

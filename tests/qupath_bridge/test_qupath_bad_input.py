@@ -219,3 +219,15 @@ def test_unreadable_names_colours_and_ids_are_reported_not_crashing():
     assert "object colour '#ff0000' unreadable" in message
     assert "id ['not', 'hashable'] is not a UUID" in message
     assert (obj.name, obj.color, obj.id) == ("42", None, None)
+
+
+@pytest.mark.parametrize(
+    ("classification", "expected"),
+    [("Tumor: ", ("Tumor",)), (": x", ("x",)), ({"name": "a: ", "color": [1, 2, 3]}, ("a",)),
+     ({"names": ["a", ""], "color": [1, 2, 3]}, ("a",))],
+)  # fmt: skip
+def test_empty_class_name_parts_are_dropped_with_a_warning(classification, expected):
+    props = {"objectType": "annotation", "classification": classification}
+    with pytest.warns(GeoJSONWarning, match="has an empty name part"):
+        (obj,) = qb.read_geojson(_fc(SQUARE, props=props))
+    assert obj.classification.names == expected
