@@ -53,6 +53,11 @@ def parse_geometry(geometry: Any, index: int, report: ReadReport) -> shapely.Geo
     except _BadGeometry as exc:
         report.fail(index, "bad-coordinates", f"{kind}: {exc}")
         return None
+    except (ValueError, TypeError, shapely.errors.GEOSException) as exc:  # shapely's own checks
+        report.fail(
+            index, "bad-coordinates", f"{kind}: coordinates {_short(geometry.get('coordinates'))} ({exc})"
+        )
+        return None
     if state["z"]:
         report.add(
             index,
@@ -136,8 +141,10 @@ def _points(coords: Any, minimum: int, state: dict) -> np.ndarray:
         array = np.asarray(coords, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise _BadGeometry(f"coordinates are not numbers: {_short(coords)}") from exc
-    if array.ndim == 1:
-        array = array[None, :] if array.size else np.empty((0, 2))
+    if array.size == 0:
+        array = np.empty((0, 2))
+    elif array.ndim == 1:
+        array = array[None, :]
     if array.ndim != 2 or (array.size and array.shape[1] not in (2, 3)):
         raise _BadGeometry(f"expected [x, y] positions, got an array of shape {array.shape}")
     if len(array) < minimum:

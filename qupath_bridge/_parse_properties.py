@@ -40,13 +40,13 @@ def parse_object_type(feature: dict, props: dict, index: int, report: ReadReport
     for key in ("objectType", "object_type"):
         if key in props:
             value = props[key]
-            if value in _TYPES:
+            if isinstance(value, str) and value in _TYPES:
                 return _TYPES[value]
             report.add(
                 index,
                 "unknown-object-type",
                 Severity.WARNING,
-                f"{key} {value!r} is not one of {sorted(_TYPES)} (QuPath matches case-sensitively): "
+                f"{key} {_short(value)} is not one of {sorted(_TYPES)} (QuPath matches case-sensitively): "
                 "read as an annotation",
             )
             return ObjectType.ANNOTATION
@@ -54,7 +54,8 @@ def parse_object_type(feature: dict, props: dict, index: int, report: ReadReport
     if isinstance(legacy, str) and legacy in LEGACY_IDS:
         return LEGACY_IDS[legacy]
     # plain GeoJSON often has its own "type" property (DSA: "polyline"): QuPath falls back to annotation
-    return _TYPES.get(props.get("type"), ObjectType.ANNOTATION)
+    fallback = props.get("type")
+    return _TYPES.get(fallback, ObjectType.ANNOTATION) if isinstance(fallback, str) else ObjectType.ANNOTATION
 
 
 def parse_color(value: Any) -> tuple[int, ...] | None:

@@ -196,9 +196,7 @@ def _parse_feature(feature: Any, index: int, report: ReadReport) -> PathObject |
             message = f"nucleusGeometry on a {object_type.value} ignored (QuPath uses it for cells only)"
             report.add(index, "nucleus-not-cell", Severity.WARNING, message)
     children = tuple(
-        obj
-        for child in props.get("childObjects") or props.get("children") or []
-        if (obj := _parse_feature(child, index, report)) is not None
+        obj for child in _children(props, index, report) if (obj := _parse_feature(child, index, report))
     )
     obj = PathObject(
         geometry=geometry,
@@ -218,6 +216,15 @@ def _parse_feature(feature: Any, index: int, report: ReadReport) -> PathObject |
         extra={k: v for k, v in props.items() if k not in _KNOWN_PROPERTIES and k != DUPLICATES},
     )
     return obj
+
+
+def _children(props: dict, index: int, report: ReadReport) -> list:
+    value = props.get("childObjects") or props.get("children") or []
+    if isinstance(value, list):
+        return value
+    message = f"child objects {value!r:.60} are not a list: ignored"
+    report.add(index, "bad-children", Severity.WARNING, message)
+    return []
 
 
 def _parse_name(value: Any, index: int, report: ReadReport) -> str | None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import shapely
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import qupath_bridge as qb
 from qupath_bridge import GeoJSONError, GeoJSONWarning
@@ -231,3 +234,52 @@ def test_empty_class_name_parts_are_dropped_with_a_warning(classification, expec
     with pytest.warns(GeoJSONWarning, match="has an empty name part"):
         (obj,) = qb.read_geojson(_fc(SQUARE, props=props))
     assert obj.classification.names == expected
+
+
+_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.floats(allow_nan=True), st.text(max_size=8)
+)
+_json = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_keys = st.sampled_from(
+    ["objectType", "object_type", "name", "color", "classification", "isLocked", "isMissing",
+     "measurements", "metadata", "childObjects", "children", "type"]
+)  # fmt: skip
+_geometry = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "type": st.sampled_from(
+                ["Point", "MultiPoint", "LineString", "Polygon", "MultiPolygon", "Circle"]
+            ),
+            "coordinates": _json,
+        }
+    ),
+    _json,
+)
+_feature = st.fixed_dictionaries(
+    {
+        "type": st.just("Feature"),
+        "geometry": _geometry,
+        "properties": st.dictionaries(_keys, _json, max_size=6),
+    },
+    optional={"id": _json, "nucleusGeometry": _geometry},
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(features=st.lists(_feature, max_size=3))
+def test_any_malformed_feature_is_a_clear_error_or_a_warning_never_a_crash(features):
+    data = {"type": "FeatureCollection", "features": features}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GeoJSONWarning)  # this test is about crashes, not messages
+        try:
+            objects = qb.read_geojson(data)
+        except qb.QuPathBridgeError:
+            assert not qb.validate_geojson(data).is_valid
+            return
+    json.dumps(qb.to_geojson(objects), allow_nan=False)  # whatever was read can be written
