@@ -61,26 +61,47 @@ def load_json(source: GeoJSONSource, report: ReadReport | None = None, *, fast: 
 
 def _read_text(source: str | os.PathLike | bytes, report: ReadReport) -> str:
     if isinstance(source, bytes):
-        return source.decode("utf-8-sig")
+        return _decode(source, report)
     if isinstance(source, str) and source.lstrip()[:1] in ("{", "["):
         return source
     path = Path(source)
     report.source = path.name
     if not path.is_file():
         raise QuPathFileNotFoundError(f"GeoJSON file not found: {path}")
-    if path.suffix.lower() == ".gz":
-        with gzip.open(path, "rb") as fh:
-            return fh.read().decode("utf-8-sig")
-    if path.suffix.lower() == ".zip":
-        with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist() if n.lower().endswith((".geojson", ".json"))]
-            if not names:
-                raise GeoJSONError(f"{path}: the zip holds no .geojson or .json entry: {archive.namelist()}")
-            if len(names) > 1:
-                message = f"zip has {len(names)} GeoJSON entries: read {names[0]}"
-                report.add(None, "zip-entries", Severity.WARNING, message)
-            return archive.read(names[0]).decode("utf-8-sig")
-    return path.read_text(encoding="utf-8-sig")
+    if path.suffix.lower() == ".qpdata":
+        raise GeoJSONError(
+            f"{path.name} is QuPath's Java-serialised image data, not GeoJSON: export the objects in QuPath "
+            "(File › Objects data › Export as GeoJSON, or qupath_bridge's export_objects_geojson.groovy)"
+        )
+    try:
+        if path.suffix.lower() == ".gz":
+            with gzip.open(path, "rb") as fh:
+                return _decode(fh.read(), report)
+        if path.suffix.lower() == ".zip":
+            return _decode(_zip_entry(path, report), report)
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise GeoJSONError(f"{path.name}: damaged {path.suffix} archive ({exc}); export it again") from exc
+    return _decode(path.read_bytes(), report)
+
+
+def _zip_entry(path: Path, report: ReadReport) -> bytes:
+    with zipfile.ZipFile(path) as archive:
+        names = [n for n in archive.namelist() if n.lower().endswith((".geojson", ".json"))]
+        if not names:
+            raise GeoJSONError(f"{path}: the zip holds no .geojson or .json entry: {archive.namelist()}")
+        if len(names) > 1:
+            message = f"zip has {len(names)} GeoJSON entries: read {names[0]}"
+            report.add(None, "zip-entries", Severity.WARNING, message)
+        return archive.read(names[0])
+
+
+def _decode(payload: bytes, report: ReadReport) -> str:
+    try:
+        return payload.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise GeoJSONError(
+            f"{report.source}: not UTF-8 text at byte {exc.start} (a binary file?); GeoJSON is UTF-8 JSON"
+        ) from exc
 
 
 def _merge_duplicates(pairs: list[tuple[str, Any]], elsewhere: list[str]) -> dict:

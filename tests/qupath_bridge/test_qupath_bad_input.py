@@ -283,3 +283,20 @@ def test_any_malformed_feature_is_a_clear_error_or_a_warning_never_a_crash(featu
             assert not qb.validate_geojson(data).is_valid
             return
     json.dumps(qb.to_geojson(objects), allow_nan=False)  # whatever was read can be written
+
+
+def test_binary_qpdata_and_damaged_archives_are_clear_errors(tmp_path):
+    with pytest.raises(GeoJSONError, match="not UTF-8 text at byte 0"):
+        qb.read_geojson(b"\xff\xfe\x00garbage")
+    qpdata = tmp_path / "data.qpdata"
+    qpdata.write_bytes(b"\xac\xed\x00\x05")
+    with pytest.raises(GeoJSONError, match="Java-serialised image data, not GeoJSON: export the objects"):
+        qb.read_geojson(qpdata)
+    broken = tmp_path / "objects.geojson.gz"
+    broken.write_bytes(b"\x1f\x8b\x08\x00broken")
+    with pytest.raises(GeoJSONError, match=r"objects\.geojson\.gz: damaged \.gz archive"):
+        qb.read_geojson(broken)
+    not_zip = tmp_path / "objects.zip"
+    not_zip.write_text("hello")
+    with pytest.raises(GeoJSONError, match=r"damaged \.zip archive"):
+        qb.read_geojson(not_zip)
