@@ -20,7 +20,7 @@ import numpy as np
 import tifffile
 
 from napari_histo.io import open_slide
-from napari_histo.io.patches import plan_slide_grid, slide_tissue_mask, tissue_tiles
+from napari_histo.io.patches import DEFAULT_MASK_MPP, plan_slide_grid, slide_tissue_mask, tissue_tiles
 from napari_histo.io.synthetic import write_synthetic_slide
 
 TILE = 256
@@ -67,6 +67,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--mpp", type=float, default=0.5, help="patch µm/px")
     parser.add_argument("--tile-px", type=int, default=224)
+    parser.add_argument("--mask-mpp", type=float, default=DEFAULT_MASK_MPP, help="µm/px asked of the mask")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -77,14 +78,15 @@ def main() -> None:
             t0 = time.perf_counter()
             with open_slide(path, mpp=MPP) as slide:
                 t1 = time.perf_counter()
-                mask = slide_tissue_mask(slide)
+                mask = slide_tissue_mask(slide, mask_mpp=args.mask_mpp)
                 t2 = time.perf_counter()
                 grid = plan_slide_grid(slide, args.mpp, args.tile_px)
                 kept, _ = tissue_tiles(grid, mask, 0.5)
                 t3 = time.perf_counter()
             print(
                 f"run {i}: total {t3 - t0:.2f} s = open {t1 - t0:.2f} + tissue mask {t2 - t1:.2f} "
-                f"(level {mask.level}, {mask.mask.shape[1]}x{mask.mask.shape[0]} px) + grid {t3 - t2:.3f}; "
+                f"(level {mask.level}, {mask.mask.shape[1]}x{mask.mask.shape[0]} px, "
+                f"{mask.downsample_rc[0] * MPP:.1f} µm/px) + grid {t3 - t2:.3f}; "
                 f"{len(kept):,} of {len(grid):,} tiles of {args.tile_px} px at {args.mpp} µm/px kept"
             )
 

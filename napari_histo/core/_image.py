@@ -11,7 +11,7 @@ import numpy as np
 
 from napari_histo.errors import InvalidImageError
 
-__all__ = ["check_rgb", "rgb_to_hsv"]
+__all__ = ["check_rgb", "hue_between_green_and_blue", "saturation_value"]
 
 
 def check_rgb(image: np.ndarray, *, name: str = "image", batch: bool = False) -> np.ndarray:
@@ -59,25 +59,30 @@ def check_rgb(image: np.ndarray, *, name: str = "image", batch: bool = False) ->
     return arr
 
 
-def rgb_to_hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Hue, saturation and value of uint8 RGB pixels, each float32 in [0, 1].
+def saturation_value(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """HSV saturation (float32 in [0, 1]) and value (uint8 0-255, i.e. value * 255) of uint8 RGB.
 
-    The same definition as :func:`skimage.color.rgb2hsv`, in float32 and
-    without the (rows, cols, 3) float64 intermediate, so whole-slide thumbnails
-    convert quickly.
+    The same definitions as :func:`skimage.color.rgb2hsv`, without its float64
+    (rows, cols, 3) intermediates, so whole-slide thumbnails convert quickly.
     """
-    rgb = rgb.astype(np.float32)
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]  # numpy reduces a length-3 last axis slowly
     vmax = np.maximum(np.maximum(r, g), b)
-    vmin = np.minimum(np.minimum(r, g), b)
-    delta = vmax - vmin
-    value = vmax / 255.0
-    safe = np.where(delta > 0, delta, 1.0)
-    sat = np.where(vmax > 0, delta / np.where(vmax > 0, vmax, 1.0), 0.0).astype(np.float32)
-    hue = np.where(
-        vmax == r,
-        (g - b) / safe,
-        np.where(vmax == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe),
-    )
-    hue = np.where(delta > 0, (hue / 6.0) % 1.0, 0.0).astype(np.float32)
-    return hue, sat, value.astype(np.float32)
+    delta = (vmax - np.minimum(np.minimum(r, g), b)).astype(np.float32)
+    sat = delta / np.maximum(vmax, 1).astype(np.float32)
+    return sat, vmax
+
+
+def hue_between_green_and_blue(rgb: np.ndarray) -> np.ndarray:
+    """True where the HSV hue lies in (0.2, 0.7): yellow-green to blue-violet, never H&E.
+
+    Worked out per hue sector without computing the hue: where green is the
+    largest channel hue = (2 + (b - r) / delta) / 6 > 0.2 needs 5 (b - r) > -4 delta;
+    where blue is, hue = (4 + (r - g) / delta) / 6 < 0.7 needs 5 (r - g) < delta;
+    where red is (ties go to red, then green, as in skimage) the hue is outside.
+    """
+    r, g, b = (rgb[..., i].astype(np.int16) for i in range(3))
+    vmax = np.maximum(np.maximum(r, g), b)
+    delta = vmax - np.minimum(np.minimum(r, g), b)
+    green_max = (g == vmax) & (r != vmax)
+    blue_max = (b == vmax) & (r != vmax) & (g != vmax)
+    return (delta > 0) & ((green_max & (5 * (b - r) > -4 * delta)) | (blue_max & (5 * (r - g) < delta)))

@@ -20,7 +20,7 @@ import numpy as np
 from scipy import ndimage
 from skimage import filters, morphology
 
-from napari_histo.core._image import check_rgb, rgb_to_hsv
+from napari_histo.core._image import check_rgb, hue_between_green_and_blue, saturation_value
 
 __all__ = ["TissueConfig", "TissueMethod", "detect_pen", "detect_tissue", "tissue_fraction"]
 
@@ -89,8 +89,6 @@ _RED_PEN_RGB = (
     (150, 80, 90), (110, 20, 30), (185, 65, 105), (195, 85, 125), (220, 115, 145),
     (125, 40, 70), (200, 120, 150), (100, 50, 65), (85, 25, 45),
 )  # fmt: skip
-# H&E is purple to pink (hue 0.7-1.0 and 0-0.1); green and blue ink fall between.
-_INK_HUE_RANGE = (0.2, 0.7)
 
 
 def detect_tissue(
@@ -124,21 +122,21 @@ def detect_tissue(
     if config.blur_sigma_px > 0:
         sigma = (config.blur_sigma_px, config.blur_sigma_px, 0)
         rgb = ndimage.gaussian_filter(rgb, sigma=sigma, mode="nearest")
-    hue, sat, value = rgb_to_hsv(rgb)
+    sat, value = saturation_value(rgb)  # value as uint8, 0-255
     min_sat = config.min_saturation
     if method is TissueMethod.OTSU:
         min_sat = max(min_sat, _otsu(sat))
-    mask = (sat > min_sat) & (value < config.max_value) & (value > config.min_value)
+    mask = (sat > min_sat) & (value < config.max_value * 255) & (value > config.min_value * 255)
     if config.reject_pen:
-        mask &= ~_pen_mask(rgb, hue, sat, config.min_saturation)
+        mask &= ~_pen_mask(rgb, sat, config.min_saturation)
     return _clean(mask, config)
 
 
 def detect_pen(rgb: np.ndarray, min_saturation: float = 0.07) -> np.ndarray:
     """Boolean mask of red, green and blue ink on an RGB uint8 image (rows, cols, 3)."""
     rgb = check_rgb(rgb, name="pen image")
-    hue, sat, _ = rgb_to_hsv(rgb)
-    return _pen_mask(rgb, hue, sat, min_saturation)
+    sat, _ = saturation_value(rgb)
+    return _pen_mask(rgb, sat, min_saturation)
 
 
 def tissue_fraction(mask: np.ndarray) -> float:
@@ -147,14 +145,35 @@ def tissue_fraction(mask: np.ndarray) -> float:
     return float(mask.mean()) if mask.size else 0.0
 
 
-def _pen_mask(rgb: np.ndarray, hue: np.ndarray, sat: np.ndarray, min_saturation: float) -> np.ndarray:
-    lo, hi = _INK_HUE_RANGE
-    ink = (hue > lo) & (hue < hi) & (sat > min_saturation)
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    for r_min, g_max, b_max in _RED_PEN_RGB:
-        ink |= (r > r_min) & (g < g_max) & (b < b_max)
+def _pen_mask(rgb: np.ndarray, sat: np.ndarray, min_saturation: float) -> np.ndarray:
+    ink = hue_between_green_and_blue(rgb) & (sat > min_saturation)
+    ink |= _red_ink(rgb)
     # ink strokes have soft, anti-aliased edges: widen by one pixel
-    return ndimage.binary_dilation(ink, iterations=1)
+    return _dilate_cross(ink)
+
+
+def _dilate_cross(mask: np.ndarray) -> np.ndarray:
+    """Binary dilation by the 4-connected cross (as ``ndimage.binary_dilation``), by shifted ORs."""
+    out = mask.copy()
+    out[1:] |= mask[:-1]
+    out[:-1] |= mask[1:]
+    out[:, 1:] |= mask[:, :-1]
+    out[:, :-1] |= mask[:, 1:]
+    return out
+
+
+def _red_ink(rgb: np.ndarray) -> np.ndarray:
+    rules = np.array(_RED_PEN_RGB)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    # only pixels that pass the loosest rule can pass any: test the rules on those alone
+    candidates = np.flatnonzero((r > rules[:, 0].min()) & (g < rules[:, 1].max()) & (b < rules[:, 2].max()))
+    rc, gc, bc = r.ravel()[candidates], g.ravel()[candidates], b.ravel()[candidates]
+    hit = np.zeros(candidates.size, bool)
+    for r_min, g_max, b_max in rules:
+        hit |= (rc > r_min) & (gc < g_max) & (bc < b_max)
+    red = np.zeros(r.size, bool)
+    red[candidates[hit]] = True
+    return red.reshape(r.shape)
 
 
 def _otsu(values: np.ndarray) -> float:

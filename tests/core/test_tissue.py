@@ -76,3 +76,31 @@ def test_bad_input_is_named(image, match):
 def test_config_rejects_impossible_thresholds():
     with pytest.raises(ValueError, match="min_value"):
         TissueConfig(min_value=0.9, max_value=0.8)
+
+
+def test_hsv_shortcuts_match_skimage():
+    from skimage.color import rgb2hsv
+
+    from napari_histo.core._image import hue_between_green_and_blue, saturation_value
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (200, 200, 3), dtype=np.uint8)
+    rgb[:5] = rgb[:5, :, :1]  # grey pixels (all channels equal)
+    rgb[5:10, :, 1] = rgb[5:10, :, 0]  # red = green ties
+    hsv = rgb2hsv(rgb)
+    sat, value = saturation_value(rgb)
+    np.testing.assert_allclose(sat, hsv[..., 1], atol=1e-6)
+    np.testing.assert_array_equal(value, np.rint(hsv[..., 2] * 255))
+    inside = (hsv[..., 0] > 0.2) & (hsv[..., 0] < 0.7)
+    exact = (np.abs(hsv[..., 0] - 0.2) > 1e-9) & (np.abs(hsv[..., 0] - 0.7) > 1e-9)  # skimage rounds there
+    assert exact.mean() > 0.99
+    np.testing.assert_array_equal(hue_between_green_and_blue(rgb)[exact], inside[exact])
+
+
+def test_cross_dilation_matches_scipy():
+    from scipy import ndimage
+
+    from napari_histo.core.tissue import _dilate_cross
+
+    mask = np.random.default_rng(1).random((50, 70)) > 0.97
+    np.testing.assert_array_equal(_dilate_cross(mask), ndimage.binary_dilation(mask))
