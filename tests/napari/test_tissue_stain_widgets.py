@@ -78,3 +78,26 @@ def test_stain_widget_region_reference_overview_and_json(slide_layer, qtbot, ref
     with qtbot.waitSignal(widget.run().finished, timeout=60000):
         pass
     assert "(reinhard)" in viewer.layers[-1].name
+
+
+def test_cancel_stops_the_worker_before_results(slide_layer, qtbot, monkeypatch):
+    import time
+
+    from napari_histo._napari._widgets import tissue_tiles
+
+    def slow(*args):
+        for step in range(1000):
+            time.sleep(0.01)
+            yield step % 3
+        raise AssertionError("the worker was not cancelled")
+
+    monkeypatch.setattr(tissue_tiles, "compute_tissue_tiles", slow)
+    viewer, layer = slide_layer
+    widget = tissue_tiles.TissueTilesWidget(viewer)
+    widget.layer.value = layer
+    worker = widget.run()
+    assert widget.cancel_button.enabled
+    with qtbot.waitSignal(worker.finished, timeout=10000):
+        widget.cancel()
+    assert [lay.name for lay in viewer.layers] == [layer.name]
+    assert not widget.cancel_button.enabled
