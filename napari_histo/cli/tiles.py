@@ -109,6 +109,13 @@ def tiles(
     with open_slide(slide, mpp=slide_mpp) as opened:
         grid = plan_slide_grid(opened, target_mpp, tile_px, overlap_px)
         total = len(grid)
+        if total == 0:
+            rows, cols = opened.dimensions
+            raise click.ClickException(
+                f"{slide.name} is {cols:,} x {rows:,} px, smaller than one tile of {tile_px} px at "
+                f"{target_mpp:g} µm/px ({grid.tile_px_level0:,.0f} level-0 px): "
+                "use a smaller --tile-px or --mpp"
+            )
         mask = slide_tissue_mask(opened, tissue_method)
         grid, fractions = tissue_tiles(grid, mask, min_tissue)
         labels = None

@@ -79,6 +79,7 @@ def export_tiles(
     if image_format not in _ENCODERS:
         raise ValueError(f"image_format must be one of {sorted(_ENCODERS)}, got {image_format!r}")
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     name = slide_stem(slide.path)
     classes = list(labels) if labels is not None else [None] * len(grid)
     labels = list(labels) if labels is not None else [DEFAULT_LABEL] * len(grid)

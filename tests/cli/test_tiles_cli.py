@@ -73,3 +73,24 @@ def test_slide_without_mpp_asks_for_slide_mpp(tmp_path):
 def test_mpp_or_magnification_required(slide_path, tmp_path):
     result = CliRunner().invoke(cli, ["tiles", str(slide_path), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "--mpp" in result.output
+
+
+def test_tile_larger_than_slide_is_explained(slide_path, tmp_path):
+    result = CliRunner().invoke(
+        cli, ["tiles", str(slide_path), "--mpp", "0.5", "--tile-px", "4096", "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 1
+    assert "smaller than one tile" in result.output and "--tile-px" in result.output
+
+
+def test_no_tile_kept_still_writes_empty_outputs(tmp_path):
+    path = tmp_path / "blank.png"  # glass only: no tissue anywhere
+    path.write_bytes(imagecodecs.png_encode(np.full((600, 600, 3), 235, np.uint8)))
+    out = tmp_path / "new" / "out"
+    result = CliRunner().invoke(
+        cli, ["tiles", str(path), "--slide-mpp", "0.5", "--mpp", "0.5", "--tile-px", "128", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "0 of 16 tiles kept" in result.output
+    assert (out / "tiles.csv").read_text().strip() == "slide,x,y,level,mpp,tile_px,label,tissue_fraction,path"
+    assert json.loads((out / "blank_tiles.geojson").read_text())["features"] == []
