@@ -135,7 +135,7 @@ def feature_from_object(
     if layout != "0.3":
         feature["id"] = obj.id if obj.id is not None else str(uuid.uuid4())
     feature["geometry"] = geometry
-    if obj.nucleus_geometry is not None and layout != "0.3":
+    if obj.nucleus_geometry is not None:  # cells; readers that predate it ignore the member
         feature["nucleusGeometry"] = geometry_to_dict(obj.nucleus_geometry, decimals)
     props: dict[str, Any] = {}
     if layout == "0.3":
