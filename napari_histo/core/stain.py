@@ -15,6 +15,7 @@ that they take its colours::
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -26,7 +27,16 @@ from napari_histo.core._image import check_rgb
 from napari_histo.core._vahadane import vahadane_matrix
 from napari_histo.errors import NoTissueError
 
-__all__ = ["MIN_TISSUE_PX", "StainMethod", "StainNormalizer", "StainParams", "fit_stain", "normalize_stain"]
+__all__ = [
+    "MIN_TISSUE_PX",
+    "StainMethod",
+    "StainNormalizer",
+    "StainParams",
+    "check_same_method",
+    "fit_stain",
+    "normalize_stain",
+    "too_little_tissue",
+]
 
 #: fewest stained pixels a stain estimate is made from
 MIN_TISSUE_PX = 100
@@ -185,11 +195,7 @@ def normalize_stain(
     batch = check_rgb(images, name="images", batch=True)
     n, rows, cols, _ = batch.shape
     flat = batch.reshape(n, rows * cols, 3)
-    if source is not None and source.method is not target.method:
-        raise ValueError(
-            f"source was fitted with {source.method.value} but target with {target.method.value}; "
-            "fit both with the same method"
-        )
+    check_same_method(target, source)
     reinhard = target.method is StainMethod.REINHARD
     if source is None:  # every image is estimated on its own: check them all first
         _require_tissue(sm.tissue_mask_any(flat) if reinhard else sm.stained_mask(flat))
@@ -232,15 +238,31 @@ def _deconvolve(flat: np.ndarray, target: StainParams, source: StainParams | Non
     return sm.rgb_from_od((conc * scale[:, None]) @ target.stain_matrix)
 
 
-def _require_tissue(keep: np.ndarray) -> None:
-    counts = keep.sum(axis=1)
-    empty = np.flatnonzero(counts < MIN_TISSUE_PX)
-    if empty.size:
-        raise NoTissueError(
-            f"image(s) {empty[:10].tolist()} have fewer than {MIN_TISSUE_PX} stained pixels, so their "
-            "stain cannot be estimated (background tiles?). Drop them with detect_tissue, or fit the "
-            "slide once with fit_stain and pass it as source=."
+def check_same_method(target: StainParams, source: StainParams | None) -> None:
+    """Raise ``ValueError`` when ``source`` was fitted with another method than ``target``."""
+    if source is not None and source.method is not target.method:
+        raise ValueError(
+            f"source was fitted with {source.method.value} but target with {target.method.value}; "
+            "fit both with the same method"
         )
+
+
+def too_little_tissue(counts: Sequence[int]) -> NoTissueError | None:
+    """The error for images whose stained-pixel ``counts`` are below ``MIN_TISSUE_PX``, or ``None``."""
+    empty = [i for i, count in enumerate(counts) if count < MIN_TISSUE_PX]
+    if not empty:
+        return None
+    return NoTissueError(
+        f"image(s) {empty[:10]} have fewer than {MIN_TISSUE_PX} stained pixels, so their "
+        "stain cannot be estimated (background tiles?). Drop them with detect_tissue, or fit the "
+        "slide once with fit_stain and pass it as source=."
+    )
+
+
+def _require_tissue(keep: np.ndarray) -> None:
+    error = too_little_tissue(keep.sum(axis=1).tolist())
+    if error is not None:
+        raise error
 
 
 class StainNormalizer:

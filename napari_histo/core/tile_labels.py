@@ -14,7 +14,7 @@ import numpy as np
 from skimage.draw import polygon as fill_polygon
 from skimage.measure import points_in_poly
 
-from napari_histo.core.tiling import TileGrid
+from napari_histo.core.tiling import TileGrid, tile_windows, window_sums
 
 __all__ = ["AnnotationRegion", "LabelMode", "label_tiles"]
 
@@ -101,18 +101,10 @@ def _majority(grid: TileGrid, regions: list[AnnotationRegion], index: dict[str, 
         _paint(raster, region.exterior_rc / ds, index[region.class_name] + 1)
         for hole in region.holes_rc:
             _paint(raster, hole / ds, 0)
-    b = grid.bounds_rc() / ds
-    r0 = np.clip(np.floor(b[:, 0]), 0, shape[0]).astype(np.int64)
-    c0 = np.clip(np.floor(b[:, 1]), 0, shape[1]).astype(np.int64)
-    r1 = np.clip(np.maximum(np.ceil(b[:, 2]), r0 + 1), 0, shape[0]).astype(np.int64)
-    c1 = np.clip(np.maximum(np.ceil(b[:, 3]), c0 + 1), 0, shape[1]).astype(np.int64)
-    counts = np.zeros((len(grid), len(index)), np.int64)
-    for code in range(len(index)):
-        sat = np.zeros((shape[0] + 1, shape[1] + 1), np.int64)
-        sat[1:, 1:] = (raster == code + 1).cumsum(0).cumsum(1)
-        counts[:, code] = sat[r1, c1] - sat[r0, c1] - sat[r1, c0] + sat[r0, c0]
+    windows = tile_windows(grid, shape, (ds, ds))
+    counts = np.stack([window_sums(raster == code + 1, windows) for code in range(len(index))], axis=1)
     codes = counts.argmax(axis=1).astype(np.int32)
-    area = (r1 - r0) * (c1 - c0)
+    area = (windows[:, 2] - windows[:, 0]) * (windows[:, 3] - windows[:, 1])
     # "no region" competes too: a tile mostly outside the annotations gets no label
     codes[counts.max(axis=1) <= area - counts.sum(axis=1)] = -1
     return codes

@@ -23,6 +23,8 @@ __all__ = [
     "resize_tile",
     "select_tiles",
     "tile_mask_fraction",
+    "tile_windows",
+    "window_sums",
 ]
 
 
@@ -161,24 +163,37 @@ def tile_mask_fraction(
     Returns
     -------
     ndarray, float32, shape (n,)
-        In [0, 1]; a summed-area table makes it O(mask pixels + tiles).
+        In [0, 1].
     """
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim != 2:
         raise ValueError(f"mask must be 2-D (rows, cols), got shape {mask.shape}")
-    sat = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), np.int64)
-    sat[1:, 1:] = mask.cumsum(0, dtype=np.int64).cumsum(1)
     if downsample_rc is None:
         downsample_rc = (grid.slide_shape_rc[0] / mask.shape[0], grid.slide_shape_rc[1] / mask.shape[1])
-    fy, fx = 1.0 / downsample_rc[0], 1.0 / downsample_rc[1]
-    b = grid.bounds_rc()
-    r0 = np.clip(np.floor(b[:, 0] * fy), 0, mask.shape[0]).astype(np.int64)
-    c0 = np.clip(np.floor(b[:, 1] * fx), 0, mask.shape[1]).astype(np.int64)
-    r1 = np.clip(np.maximum(np.ceil(b[:, 2] * fy), r0 + 1), 0, mask.shape[0]).astype(np.int64)
-    c1 = np.clip(np.maximum(np.ceil(b[:, 3] * fx), c0 + 1), 0, mask.shape[1]).astype(np.int64)
-    total = sat[r1, c1] - sat[r0, c1] - sat[r1, c0] + sat[r0, c0]
-    area = np.maximum((r1 - r0) * (c1 - c0), 1)
-    return (total / area).astype(np.float32)
+    windows = tile_windows(grid, mask.shape, downsample_rc)
+    area = np.maximum((windows[:, 2] - windows[:, 0]) * (windows[:, 3] - windows[:, 1]), 1)
+    return (window_sums(mask, windows) / area).astype(np.float32)
+
+
+def tile_windows(grid: TileGrid, shape_rc: tuple[int, ...], downsample_rc: tuple[float, float]) -> np.ndarray:
+    """(n, 4) int64 ``[row0, col0, row1, col1)`` of each tile in a raster of the slide.
+
+    The windows cover every raster pixel the tile touches, at least one, clipped to ``shape_rc``.
+    """
+    b = grid.bounds_rc() / np.array([*downsample_rc, *downsample_rc])
+    r0 = np.clip(np.floor(b[:, 0]), 0, shape_rc[0])
+    c0 = np.clip(np.floor(b[:, 1]), 0, shape_rc[1])
+    r1 = np.clip(np.maximum(np.ceil(b[:, 2]), r0 + 1), 0, shape_rc[0])
+    c1 = np.clip(np.maximum(np.ceil(b[:, 3]), c0 + 1), 0, shape_rc[1])
+    return np.stack([r0, c0, r1, c1], axis=1).astype(np.int64)
+
+
+def window_sums(image: np.ndarray, windows: np.ndarray) -> np.ndarray:
+    """Sum of a 2-D array over each (n, 4) window, by a summed-area table: O(pixels + windows)."""
+    sat = np.zeros((image.shape[0] + 1, image.shape[1] + 1), np.int64)
+    sat[1:, 1:] = image.cumsum(0, dtype=np.int64).cumsum(1)
+    r0, c0, r1, c1 = windows.T
+    return sat[r1, c1] - sat[r0, c1] - sat[r1, c0] + sat[r0, c0]
 
 
 def select_tiles(grid: TileGrid, keep: np.ndarray) -> TileGrid:

@@ -17,8 +17,14 @@ import numpy as np
 from napari_histo.core import _stain_math as sm
 from napari_histo.core._image import check_rgb
 from napari_histo.core._vahadane import vahadane_matrix
-from napari_histo.core.stain import MIN_TISSUE_PX, StainMethod, StainNormalizer, StainParams
-from napari_histo.errors import InvalidImageError, MissingDependencyError, NoTissueError
+from napari_histo.core.stain import (
+    StainMethod,
+    StainNormalizer,
+    StainParams,
+    check_same_method,
+    too_little_tissue,
+)
+from napari_histo.errors import InvalidImageError, MissingDependencyError
 
 __all__ = ["TorchStainNormalizer", "default_device", "normalize_stain_torch"]
 
@@ -65,11 +71,7 @@ def normalize_stain_torch(
     x = _as_batch(images, device)
     n, rows, cols, _ = x.shape
     flat = x.reshape(n, rows * cols, 3)
-    if source is not None and source.method is not target.method:
-        raise ValueError(
-            f"source was fitted with {source.method.value} but target with {target.method.value}; "
-            "fit both with the same method"
-        )
+    check_same_method(target, source)
     reinhard = target.method is StainMethod.REINHARD
     with torch.no_grad():
         if source is None:  # check every image before any work
@@ -212,14 +214,9 @@ def _lab_to_rgb(lab: Any) -> Any:
 
 
 def _require_tissue(keep: Any) -> None:
-    counts = keep.sum(dim=1)
-    empty = (counts < MIN_TISSUE_PX).nonzero()[:, 0]
-    if empty.numel():
-        raise NoTissueError(
-            f"image(s) {empty[:10].tolist()} have fewer than {MIN_TISSUE_PX} stained pixels, so their "
-            "stain cannot be estimated (background tiles?). Drop them with detect_tissue, or fit the "
-            "slide once with fit_stain and pass it as source=."
-        )
+    error = too_little_tissue(keep.sum(dim=1).tolist())
+    if error is not None:
+        raise error
 
 
 class TorchStainNormalizer(StainNormalizer):
