@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from napari_histo.models import ModelSpec, save_model
@@ -90,7 +91,23 @@ def _train(config: TrainingConfig, rank: int, world: int, progress: bool) -> Tra
     model_dir = run_dir / "model"
     if rank == 0:
         _write_outputs(config, spec, network, folds, results, outcome, run_dir, model_dir, started)
+        if config.clustering.enabled:
+            metrics["clustering"] = _clustering(config, network, folds["valid"], spec, run_dir, device)
     return TrainResult(run_dir, model_dir, metrics, outcome["history"])
+
+
+def _clustering(config: TrainingConfig, network, fold: Fold, spec: ModelSpec, run_dir: Path, device) -> Any:  # type: ignore[no-untyped-def]
+    """The literature's clustering check on the validation patches, grouped by class."""
+    from training.clustering import run_clustering
+
+    samples = fold.samples.with_pixels()
+    n = min(len(samples), config.clustering.max_samples)
+    pick = np.random.default_rng(config.train.seed).permutation(len(samples))[:n]
+    part = samples.subset(pick)
+    return run_clustering(
+        network, part.images, part.labels, part.class_names, spec.mean, spec.std, run_dir / "clustering",
+        config.clustering.pca_dims, str(device),
+    )  # fmt: skip
 
 
 def prepare_data(config: TrainingConfig, run_dir: Path) -> dict[str, Fold]:
