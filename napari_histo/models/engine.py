@@ -44,11 +44,13 @@ class InferenceConfig:
 
 @dataclass(frozen=True)
 class InferenceProgress:
-    """Yielded after every batch."""
+    """Yielded after every batch, with that batch's tile indices and scores (for live views)."""
 
     done: int
     total: int
     elapsed_s: float
+    batch_indices: np.ndarray | None = None
+    batch_probabilities: np.ndarray | None = None
 
     @property
     def tiles_per_s(self) -> float:
@@ -140,7 +142,7 @@ def predict_tiles(
         if store is not None:
             store.write(indices, scores)
         done += len(indices)
-        yield InferenceProgress(done, len(grid), time.perf_counter() - start)
+        yield InferenceProgress(done, len(grid), time.perf_counter() - start, indices, scores)
     final = None
     if store is not None:
         shape, cells = grid_cells(grid)

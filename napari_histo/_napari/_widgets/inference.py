@@ -13,6 +13,7 @@ from typing import Any
 import napari
 import numpy as np
 from magicgui.widgets import (
+    CheckBox,
     ComboBox,
     Container,
     FileEdit,
@@ -24,7 +25,7 @@ from magicgui.widgets import (
     create_widget,
 )
 
-__all__ = ["InferenceWidget", "grid_layer_placement", "run_inference"]
+__all__ = ["InferenceWidget", "grid_layer_placement", "run_inference", "viewer_camera", "visible_bounds_rc"]
 
 REGIONS = ("whole slide", "visible region")
 
@@ -92,6 +93,7 @@ class InferenceWidget(Container):
         self.batch_size = SpinBox(value=64, min=1, max=4096, label="batch size")
         self.min_tissue = FloatSpinBox(value=0.5, min=0, max=1, step=0.05, label="min tissue")
         self.region = ComboBox(choices=list(REGIONS), value="whole slide", label="run on")
+        self.live = CheckBox(value=False, text="live: follow the view (visible tiles first)")
         self.run_button = PushButton(text="Run model")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(min=0, max=1, value=0, label="progress")
@@ -99,14 +101,16 @@ class InferenceWidget(Container):
         self.gradcam_button = PushButton(text="Grad-CAM of visible tiles", enabled=False)
         self.export_path = FileEdit(mode="w", filter="*.geojson", label="QuPath file")
         self.export_button = PushButton(text="Export to QuPath", enabled=False)
-        super().__init__(widgets=[self.layer, self.model_dir, self.builtin, self.device, self.batch_size,
-                                  self.min_tissue, self.region, self.run_button, self.cancel_button,
-                                  self.progress, self.summary, self.gradcam_button, self.export_path,
-                                  self.export_button])  # fmt: skip
+        controls = [self.layer, self.model_dir, self.builtin, self.device, self.batch_size, self.min_tissue]
+        actions = [self.region, self.live, self.run_button, self.cancel_button, self.progress, self.summary]
+        outputs = [self.gradcam_button, self.export_path, self.export_button]
+        super().__init__(widgets=controls + actions + outputs)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.gradcam_button.changed.connect(self.show_gradcam)
         self.export_button.changed.connect(self.export_qupath)
+        self.live.changed.connect(self._toggle_live)
+        self.live_predictor: Any = None
 
     # -- running ------------------------------------------------------------------------
     def run(self) -> Any:
@@ -131,6 +135,22 @@ class InferenceWidget(Container):
         self._worker.start()
         return self._worker
 
+    def _toggle_live(self, on: bool) -> Any:
+        """Start or stop live prediction of the view with the chosen model."""
+        from napari_histo._napari._widgets.live import LivePredictor
+
+        if self.live_predictor is not None:
+            self.live_predictor.stop()
+            self.live_predictor = None
+        if not on:
+            return None
+        layer = self._slide_layer()
+        model = self.builtin.value or str(self.model_dir.value)
+        self.live_predictor = LivePredictor(self._viewer, layer, model, device=self.device.value,
+                                            batch_size=min(32, self.batch_size.value),
+                                            min_tissue=self.min_tissue.value)  # fmt: skip
+        return self.live_predictor.start()
+
     def cancel(self) -> None:
         if self._worker is not None:
             self._worker.quit()
@@ -148,14 +168,7 @@ class InferenceWidget(Container):
         return layer
 
     def _visible_bounds_rc(self, meta: dict[str, Any]) -> tuple[float, float, float, float]:
-        """Level-0 (row0, col0, row1, col1) of what the canvas shows now."""
-        mpp = meta.get("mpp") or 1.0
-        camera = self._viewer.scene.camera if hasattr(self._viewer, "scene") else self._viewer.camera
-        centre = np.asarray(camera.center[-2:], float)
-        size = np.asarray(self._viewer.window._qt_viewer.canvas.size[::-1], float) / camera.zoom
-        r0, c0 = (centre - size / 2) / mpp
-        r1, c1 = (centre + size / 2) / mpp
-        return float(r0), float(c0), float(r1), float(c1)
+        return visible_bounds_rc(self._viewer, meta.get("mpp") or 1.0)
 
     # -- results --------------------------------------------------------------------------
     def _show(self, out: tuple, layer: Any) -> None:
@@ -237,6 +250,21 @@ class InferenceWidget(Container):
         count = write_tile_geojson(self._last["result"], path)
         self.summary.value = f"wrote {count:,} QuPath tiles to {path}"
         return path
+
+
+def viewer_camera(viewer: Any) -> Any:
+    """The canvas camera (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
+    return viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+
+
+def visible_bounds_rc(viewer: Any, mpp: float) -> tuple[float, float, float, float]:
+    """Level-0 (row0, col0, row1, col1) pixels of what the canvas shows now (slide in µm, ``mpp`` µm/px)."""
+    camera = viewer_camera(viewer)
+    centre = np.asarray(camera.center[-2:], float)
+    size = np.asarray(viewer.window._qt_viewer.canvas.size[::-1], float) / camera.zoom
+    r0, c0 = (centre - size / 2) / mpp
+    r1, c1 = (centre + size / 2) / mpp
+    return float(r0), float(c0), float(r1), float(c1)
 
 
 def _mosaic(

@@ -1,0 +1,33 @@
+"""Which tiles a viewer shows, and in which order to predict them (centre first).
+
+Pure functions on :class:`~napari_histo.core.tiling.TileGrid`; bounds are
+level-0 (row0, col0, row1, col1) pixels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from napari_histo.core.tiling import TileGrid
+
+__all__ = ["tiles_in_view", "view_order"]
+
+
+def tiles_in_view(grid: TileGrid, bounds_rc: tuple[float, float, float, float]) -> np.ndarray:
+    """Indices (int64) of the tiles that overlap ``bounds_rc``."""
+    r0, c0, r1, c1 = bounds_rc
+    b = grid.bounds_rc()
+    return np.flatnonzero((b[:, 2] > r0) & (b[:, 0] < r1) & (b[:, 3] > c0) & (b[:, 1] < c1))
+
+
+def view_order(
+    grid: TileGrid, bounds_rc: tuple[float, float, float, float], done: np.ndarray | None = None
+) -> np.ndarray:
+    """Tiles in view not yet ``done`` (bool (n,)), nearest the view's centre first."""
+    indices = tiles_in_view(grid, bounds_rc)
+    if done is not None:
+        indices = indices[~done[indices]]
+    centre = np.array([(bounds_rc[0] + bounds_rc[2]) / 2, (bounds_rc[1] + bounds_rc[3]) / 2])
+    tile_centres = grid.origins_rc[indices] + grid.tile_px_level0 / 2
+    distance = np.hypot(*(tile_centres - centre).T) if len(indices) else np.zeros(0)
+    return indices[np.argsort(distance, kind="stable")]
