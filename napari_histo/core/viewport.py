@@ -10,7 +10,7 @@ import numpy as np
 
 from napari_histo.core.tiling import TileGrid
 
-__all__ = ["tiles_in_view", "view_order"]
+__all__ = ["tiles_in_polygons", "tiles_in_view", "view_order"]
 
 
 def tiles_in_view(grid: TileGrid, bounds_rc: tuple[float, float, float, float]) -> np.ndarray:
@@ -31,3 +31,15 @@ def view_order(
     tile_centres = grid.origins_rc[indices] + grid.tile_px_level0 / 2
     distance = np.hypot(*(tile_centres - centre).T) if len(indices) else np.zeros(0)
     return indices[np.argsort(distance, kind="stable")]
+
+
+def tiles_in_polygons(grid: TileGrid, polygons_rc: list[np.ndarray]) -> np.ndarray:
+    """Indices (int64) of the tiles whose centre lies inside any polygon ((k, 2) level-0 row, col)."""
+    from skimage.measure import points_in_poly
+
+    centres = grid.origins_rc + grid.tile_px_level0 / 2
+    inside = np.zeros(len(grid), bool)
+    for polygon in polygons_rc:
+        if len(polygon) >= 3:
+            inside |= points_in_poly(centres, np.asarray(polygon, float))
+    return np.flatnonzero(inside)

@@ -21,3 +21,15 @@ def test_tiles_in_view_and_centre_first_order():
     assert 33 not in view_order(grid, view, done)
     assert len(view_order(grid, view, done)) == 7
     assert len(view_order(grid, (5000.0, 5000.0, 6000.0, 6000.0))) == 0
+
+
+def test_tiles_whose_centre_is_in_a_drawn_polygon():
+    from napari_histo.core.viewport import tiles_in_polygons
+
+    grid = plan_tile_grid((1000, 1000), 0.5, 0.5, 100)
+    triangle = np.array([[0, 0], [0, 1000], [1000, 0]], float)  # upper-left half, (row, col)
+    inside = tiles_in_polygons(grid, [triangle])
+    centres = grid.origins_rc[inside] + 50
+    assert (centres.sum(axis=1) <= 1000).all()
+    assert len(inside) == 55  # tiles on or above the anti-diagonal (boundary counts as inside)
+    assert len(tiles_in_polygons(grid, [])) == 0

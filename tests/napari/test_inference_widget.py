@@ -72,3 +72,37 @@ def test_run_model_shows_classes_heatmaps_gradcam_and_exports(make_napari_viewer
     objects = read_geojson(path)
     assert len(objects) == n_tiles
     assert {o.classification.name for o in objects} <= {"Tumor", "Stroma"}
+
+
+@pytest.mark.qt
+def test_run_model_on_a_drawn_roi_only(make_napari_viewer, qtbot, model_dir):
+    from napari.layers import Labels
+
+    from napari_histo._napari._widgets.inference import InferenceWidget
+
+    viewer = make_napari_viewer()
+    slide_layer = viewer.open(str(shared_file("wsi", "CMU-1-Small-Region.svs")), plugin="napari-histo")[0]
+    # a 400 x 400 µm rectangle in the middle of the tissue, drawn in world (µm) coordinates
+    roi = viewer.add_shapes(
+        [np.array([[500, 300], [500, 700], [900, 700], [900, 300]])], shape_type="polygon"
+    )
+    widget = InferenceWidget(viewer)
+    widget.layer.value = slide_layer
+    widget.model_dir.value = model_dir
+    widget.device.value = "cpu"
+    widget.min_tissue.value = 0.0
+    widget.region.value = "drawn ROI"
+    widget.roi_layer.value = roi
+    worker = widget.run()
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    qtbot.waitUntil(lambda: widget.export_button.enabled, timeout=10_000)
+    labels = next(layer for layer in viewer.layers if isinstance(layer, Labels))
+    cells = np.argwhere(np.asarray(labels.data) > 0)
+    tile_um = 64 * 2.0  # 128 µm tiles: centres inside the 400 µm box -> about 3 x 3 tiles
+    centres_um = (cells + 0.5) * tile_um
+    assert 4 <= len(cells) <= 16
+    assert (centres_um[:, 0] >= 500).all()
+    assert (centres_um[:, 0] <= 900).all()
+    assert (centres_um[:, 1] >= 300).all()
+    assert (centres_um[:, 1] <= 700).all()

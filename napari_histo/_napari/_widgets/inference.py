@@ -27,16 +27,18 @@ from magicgui.widgets import (
 
 __all__ = ["InferenceWidget", "grid_layer_placement", "run_inference", "viewer_camera", "visible_bounds_rc"]
 
-REGIONS = ("whole slide", "visible region")
+REGIONS = ("whole slide", "visible region", "drawn ROI")
 
 
 def run_inference(path: str, slide_mpp: float | None, model_dir: str, device: str, batch_size: int,
-                  min_tissue: float, bounds_rc: tuple[float, float, float, float] | None):  # fmt: skip
+                  min_tissue: float, region: tuple[str, Any] | None = None):  # fmt: skip
     """Generator for the worker: yields (done, total); returns (TilePredictions, model, spec).
 
-    ``bounds_rc`` limits the run to tiles inside a level-0 (row0, col0, row1, col1) box.
+    ``region`` limits the run: ``("box", (row0, col0, row1, col1))`` keeps tiles overlapping a
+    level-0 box, ``("polygons", [(k, 2) row/col arrays])`` tiles whose centre is inside a polygon.
     """
     from napari_histo.core.tiling import select_tiles
+    from napari_histo.core.viewport import tiles_in_polygons, tiles_in_view
     from napari_histo.io import open_slide
     from napari_histo.io.patches import plan_slide_grid, slide_tissue_mask, tissue_tiles
     from napari_histo.models import load_model, load_spec
@@ -49,10 +51,10 @@ def run_inference(path: str, slide_mpp: float | None, model_dir: str, device: st
     with open_slide(path, mpp=slide_mpp, on_error="fill") as slide:
         grid = plan_slide_grid(slide, spec.spacing_um_px, spec.patch_size_pixels)
         slide.reserve_tile_rows(grid.level)
-        if bounds_rc is not None:
-            b = grid.bounds_rc()
-            r0, c0, r1, c1 = bounds_rc
-            grid = select_tiles(grid, (b[:, 2] > r0) & (b[:, 0] < r1) & (b[:, 3] > c0) & (b[:, 1] < c1))
+        if region is not None:
+            kind, shape = region
+            keep = tiles_in_view(grid, shape) if kind == "box" else tiles_in_polygons(grid, shape)
+            grid = select_tiles(grid, keep)
         grid, _ = tissue_tiles(grid, slide_tissue_mask(slide), min_tissue)
         if len(grid) == 0:
             raise ValueError(
@@ -93,6 +95,7 @@ class InferenceWidget(Container):
         self.batch_size = SpinBox(value=64, min=1, max=4096, label="batch size")
         self.min_tissue = FloatSpinBox(value=0.5, min=0, max=1, step=0.05, label="min tissue")
         self.region = ComboBox(choices=list(REGIONS), value="whole slide", label="run on")
+        self.roi_layer = create_widget(annotation="napari.layers.Shapes", label="ROI layer")
         self.live = CheckBox(value=False, text="live: follow the view (visible tiles first)")
         self.run_button = PushButton(text="Run model")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
@@ -102,7 +105,15 @@ class InferenceWidget(Container):
         self.export_path = FileEdit(mode="w", filter="*.geojson", label="QuPath file")
         self.export_button = PushButton(text="Export to QuPath", enabled=False)
         controls = [self.layer, self.model_dir, self.builtin, self.device, self.batch_size, self.min_tissue]
-        actions = [self.region, self.live, self.run_button, self.cancel_button, self.progress, self.summary]
+        actions = [
+            self.region,
+            self.roi_layer,
+            self.live,
+            self.run_button,
+            self.cancel_button,
+            self.progress,
+            self.summary,
+        ]
         outputs = [self.gradcam_button, self.export_path, self.export_button]
         super().__init__(widgets=controls + actions + outputs)
         self.run_button.changed.connect(self.run)
@@ -121,10 +132,9 @@ class InferenceWidget(Container):
         model = self.builtin.value or str(self.model_dir.value)
         if not self.builtin.value and not Path(model, "model.json").exists():
             raise ValueError(f"{model} has no model.json: choose a model folder or a built-in model")
-        bounds = self._visible_bounds_rc(meta) if self.region.value == "visible region" else None
         self._worker = create_worker(
             run_inference, meta["path"], meta.get("mpp"), model, self.device.value, self.batch_size.value,
-            self.min_tissue.value, bounds, _start_thread=False,
+            self.min_tissue.value, self._region(meta), _start_thread=False,
         )  # fmt: skip
         self._worker.yielded.connect(self._on_progress)
         self._worker.returned.connect(lambda out: self._show(out, layer))
@@ -166,6 +176,22 @@ class InferenceWidget(Container):
         if layer is None or "napari_histo" not in layer.metadata:
             raise ValueError("choose an Image layer opened by napari-histo (File > Open a slide)")
         return layer
+
+    def _region(self, meta: dict[str, Any]) -> tuple[str, Any] | None:
+        if self.region.value == "visible region":
+            return "box", self._visible_bounds_rc(meta)
+        if self.region.value == "drawn ROI":
+            return "polygons", self._roi_polygons_rc(meta.get("mpp") or 1.0)
+        return None
+
+    def _roi_polygons_rc(self, mpp: float) -> list[np.ndarray]:
+        """Level-0 (row, col) polygons of the shapes in the ROI layer (world µm / µm per px)."""
+        layer = self.roi_layer.value
+        if layer is None or len(layer.data) == 0:
+            raise ValueError(
+                "draw a region first: add a Shapes layer, draw a rectangle or polygon, pick it as ROI"
+            )
+        return [np.asarray([layer.data_to_world(v) for v in shape])[:, -2:] / mpp for shape in layer.data]
 
     def _visible_bounds_rc(self, meta: dict[str, Any]) -> tuple[float, float, float, float]:
         return visible_bounds_rc(self._viewer, meta.get("mpp") or 1.0)
