@@ -106,3 +106,37 @@ def test_run_model_on_a_drawn_roi_only(make_napari_viewer, qtbot, model_dir):
     assert (centres_um[:, 0] <= 900).all()
     assert (centres_um[:, 1] >= 300).all()
     assert (centres_um[:, 1] <= 700).all()
+
+
+@pytest.mark.qt
+def test_gradcam_follows_the_cursor(make_napari_viewer, qtbot, model_dir):
+    from types import SimpleNamespace
+
+    from napari_histo._napari._widgets.inference import InferenceWidget
+
+    viewer = make_napari_viewer()
+    slide_layer = viewer.open(str(shared_file("wsi", "CMU-1-Small-Region.svs")), plugin="napari-histo")[0]
+    widget = InferenceWidget(viewer)
+    widget.layer.value = slide_layer
+    widget.model_dir.value = model_dir
+    widget.device.value = "cpu"
+    worker = widget.run()
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    qtbot.waitUntil(lambda: widget.cursor_cam.enabled, timeout=10_000)
+    assert "Tumor" in widget.legend.value
+    table = widget.areas.to_dict("list")
+    assert sum(table["tiles"]) == len(widget._last["result"].classes)
+    widget.cursor_cam.value = True
+    follower = widget.cursor_gradcam
+    grid = widget._last["result"].grid
+    r, c = grid.origins_rc[3] + grid.tile_px_level0 / 2  # the centre of tile 3, level-0 px
+    follower._on_move(viewer, SimpleNamespace(position=(r * 0.499, c * 0.499)))
+    qtbot.waitUntil(follower.is_idle, timeout=30_000)
+    assert follower.shown == 3
+    assert follower.layer.data.shape == (64, 64)
+    np.testing.assert_allclose(
+        follower.layer.translate[0], (grid.origins_rc[3][0] - 0.5) * 0.499 + 1, atol=0.01
+    )
+    widget.cursor_cam.value = False
+    assert follower._on_move not in viewer.mouse_move_callbacks

@@ -22,7 +22,15 @@ from magicgui.widgets import (
     ProgressBar,
     PushButton,
     SpinBox,
+    Table,
     create_widget,
+)
+
+from napari_histo._napari._widgets._result_layers import (
+    add_prediction_layers,
+    class_area_table,
+    grid_layer_placement,
+    legend_html,
 )
 
 __all__ = ["InferenceWidget", "grid_layer_placement", "run_inference", "viewer_camera", "visible_bounds_rc"]
@@ -70,17 +78,6 @@ def run_inference(path: str, slide_mpp: float | None, model_dir: str, device: st
     return result, model, spec
 
 
-def grid_layer_placement(grid: Any, slide_mpp: float) -> dict[str, tuple[float, float]]:
-    """``scale``/``translate`` (µm) putting grid cell (i, j) over its tile on the slide layer.
-
-    Level-0 pixel centres are at ``i * mpp``; a tile starting at pixel ``r`` spans
-    ``[(r - 0.5) mpp, (r + size - 0.5) mpp]``, so its centre is ``(r + size/2 - 0.5) mpp``.
-    """
-    stride = grid.stride_px_level0 * slide_mpp
-    centre = (grid.tile_px_level0 / 2 - 0.5) * slide_mpp
-    return {"scale": (stride, stride), "translate": (centre, centre)}
-
-
 class InferenceWidget(Container):
     """Model, device, batch size, region → Labels (class colours), heatmaps, Grad-CAM, QuPath export."""
 
@@ -101,7 +98,10 @@ class InferenceWidget(Container):
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(min=0, max=1, value=0, label="progress")
         self.summary = Label(value="", label="result")
+        self.legend = Label(value="", label="legend")
+        self.areas = Table(value={"class": [], "tiles": [], "area mm²": [], "fraction": []}, label="areas")
         self.gradcam_button = PushButton(text="Grad-CAM of visible tiles", enabled=False)
+        self.cursor_cam = CheckBox(value=False, text="Grad-CAM of the tile under the cursor", enabled=False)
         self.export_path = FileEdit(mode="w", filter="*.geojson", label="QuPath file")
         self.export_button = PushButton(text="Export to QuPath", enabled=False)
         controls = [self.layer, self.model_dir, self.builtin, self.device, self.batch_size, self.min_tissue]
@@ -114,13 +114,22 @@ class InferenceWidget(Container):
             self.progress,
             self.summary,
         ]
-        outputs = [self.gradcam_button, self.export_path, self.export_button]
+        outputs = [
+            self.legend,
+            self.areas,
+            self.gradcam_button,
+            self.cursor_cam,
+            self.export_path,
+            self.export_button,
+        ]
         super().__init__(widgets=controls + actions + outputs)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.gradcam_button.changed.connect(self.show_gradcam)
         self.export_button.changed.connect(self.export_qupath)
         self.live.changed.connect(self._toggle_live)
+        self.cursor_cam.changed.connect(self._toggle_cursor_cam)
+        self.cursor_gradcam: Any = None
         self.live_predictor: Any = None
 
     # -- running ------------------------------------------------------------------------
@@ -161,6 +170,16 @@ class InferenceWidget(Container):
                                             min_tissue=self.min_tissue.value)  # fmt: skip
         return self.live_predictor.start()
 
+    def _toggle_cursor_cam(self, on: bool) -> None:
+        from napari_histo._napari._widgets._cursor_gradcam import CursorGradCam
+
+        if self.cursor_gradcam is not None:
+            self.cursor_gradcam.disable()
+            self.cursor_gradcam = None
+        if on and self._last is not None:
+            self.cursor_gradcam = CursorGradCam(self._viewer, self._last)
+            self.cursor_gradcam.enable()
+
     def cancel(self) -> None:
         if self._worker is not None:
             self._worker.quit()
@@ -198,44 +217,16 @@ class InferenceWidget(Container):
 
     # -- results --------------------------------------------------------------------------
     def _show(self, out: tuple, layer: Any) -> None:
-        from napari.utils.colormaps import DirectLabelColormap
-
-        from napari_histo.models.engine import grid_cells
-
         result, model, spec = out
         if result is None:
             return
         mpp = layer.metadata["napari_histo"].get("mpp") or 1.0
-        shape, cells = grid_cells(result.grid)
-        labels = np.zeros(shape, np.uint8)
-        labels[cells[:, 0], cells[:, 1]] = result.classes + 1  # 0 stays "not predicted"
-        colors = {0: (0, 0, 0, 0), None: (0, 0, 0, 0)}
-        colors.update({i + 1: (*np.asarray(c) / 255, 1.0) for i, c in enumerate(spec.class_colors)})
-        placement = grid_layer_placement(result.grid, mpp)
-        name = layer.name
-        self._viewer.add_labels(labels, name=f"{name} classes", opacity=0.45, units=layer.units,
-                                colormap=DirectLabelColormap(color_dict=colors), **placement)  # fmt: skip
-        for k, class_name in enumerate(spec.class_names):
-            heat = np.full(shape, np.nan, np.float32)
-            heat[cells[:, 0], cells[:, 1]] = result.probabilities[:, k]
-            self._viewer.add_image(
-                np.nan_to_num(heat),
-                name=f"{name} p({class_name})",
-                colormap="inferno",
-                contrast_limits=(0, 1),
-                opacity=0.6,
-                blending="additive",
-                units=layer.units,
-                visible=k == spec.num_classes - 1,
-                **placement,
-            )
-        counts = np.bincount(result.classes, minlength=spec.num_classes)
-        legend = ", ".join(
-            f"{n} {c / max(1, len(result.classes)):.0%}" for n, c in zip(spec.class_names, counts)
-        )
-        self.summary.value = f"{len(result.classes):,} tiles in {result.elapsed_s:.1f} s: {legend}"
-        self._last = {"result": result, "model": model, "spec": spec, "layer": layer, "mpp": mpp}
-        self.gradcam_button.enabled = self.export_button.enabled = True
+        layers = add_prediction_layers(self._viewer, result, layer, mpp)
+        self.legend.value = legend_html(spec)
+        self.areas.value = class_area_table(result, mpp)
+        self.summary.value = f"{len(result.classes):,} tiles in {result.elapsed_s:.1f} s"
+        self._last = {"result": result, "model": model, "spec": spec, "layer": layer, "mpp": mpp, **layers}
+        self.gradcam_button.enabled = self.export_button.enabled = self.cursor_cam.enabled = True
 
     def show_gradcam(self, max_tiles: int = 64) -> Any:
         """Grad-CAM heatmap of (up to ``max_tiles``) predicted tiles in view, as an Image layer."""

@@ -1,0 +1,90 @@
+"""Prediction results as napari layers: class Labels, heatmaps, a legend and a per-class area table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["add_prediction_layers", "class_area_table", "grid_layer_placement", "legend_html"]
+
+
+def grid_layer_placement(grid: Any, slide_mpp: float) -> dict[str, tuple[float, float]]:
+    """``scale``/``translate`` (µm) putting grid cell (i, j) over its tile on the slide layer.
+
+    Level-0 pixel centres are at ``i * mpp``; a tile starting at pixel ``r`` spans
+    ``[(r - 0.5) mpp, (r + size - 0.5) mpp]``, so its centre is ``(r + size/2 - 0.5) mpp``.
+    """
+    stride = grid.stride_px_level0 * slide_mpp
+    centre = (grid.tile_px_level0 / 2 - 0.5) * slide_mpp
+    return {"scale": (stride, stride), "translate": (centre, centre)}
+
+
+def label_colormap(spec: Any) -> Any:
+    """Label k + 1 in class k's colour; 0 (not predicted) transparent."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    colors = {0: (0, 0, 0, 0), None: (0, 0, 0, 0)}
+    colors.update({i + 1: (*np.asarray(c) / 255, 1.0) for i, c in enumerate(spec.class_colors)})
+    return DirectLabelColormap(color_dict=colors)
+
+
+def add_prediction_layers(viewer: Any, result: Any, slide_layer: Any, mpp: float) -> dict[str, Any]:
+    """Add the class map (Labels) and one heatmap per class; returns them by name."""
+    from napari_histo.models.engine import grid_cells
+
+    spec = result.spec
+    shape, cells = grid_cells(result.grid)
+    labels = np.zeros(shape, np.uint8)
+    labels[cells[:, 0], cells[:, 1]] = result.classes + 1  # 0 stays "not predicted"
+    placement = grid_layer_placement(result.grid, mpp)
+    name, units = slide_layer.name, slide_layer.units
+    layers = {
+        "classes": viewer.add_labels(
+            labels,
+            name=f"{name} classes",
+            opacity=0.45,
+            units=units,
+            colormap=label_colormap(spec),
+            **placement,
+        )
+    }
+    for k, class_name in enumerate(spec.class_names):
+        heat = np.zeros(shape, np.float32)
+        heat[cells[:, 0], cells[:, 1]] = result.probabilities[:, k]
+        layers[class_name] = viewer.add_image(
+            heat,
+            name=f"{name} p({class_name})",
+            colormap="inferno",
+            contrast_limits=(0, 1),
+            opacity=0.6,
+            blending="additive",
+            units=units,
+            visible=k == spec.num_classes - 1,
+            **placement,
+        )
+    layers["classes"].metadata["napari_histo"] = {"spec": spec.to_json_dict(), "kind": "tile classes"}
+    return layers
+
+
+def class_area_table(result: Any, mpp: float) -> dict[str, list]:
+    """Columns of the per-class table: tiles, area in mm² (tile stride squared) and fraction."""
+    spec = result.spec
+    counts = np.bincount(result.classes, minlength=spec.num_classes)
+    tile_mm2 = (result.grid.stride_px_level0 * mpp / 1000) ** 2
+    total = max(1, int(counts.sum()))
+    return {
+        "class": list(spec.class_names),
+        "tiles": [int(c) for c in counts],
+        "area mm²": [round(float(c * tile_mm2), 4) for c in counts],
+        "fraction": [f"{c / total:.1%}" for c in counts],
+    }
+
+
+def legend_html(spec: Any) -> str:
+    """A one-line legend: a coloured square and the name of each class."""
+    items = [
+        f'<span style="color:#{r:02x}{g:02x}{b:02x}">&#9632;</span>&nbsp;{name}'
+        for name, (r, g, b) in zip(spec.class_names, spec.class_colors)
+    ]
+    return "&nbsp;&nbsp;".join(items)
