@@ -50,14 +50,17 @@ def render_patch(
         inside = region[centres[:, 0].astype(int).clip(0, px - 1), centres[:, 1].astype(int).clip(0, px - 1)]
         centres = centres[inside]
     centres = centres[:nuclei]
-    rows, cols = np.mgrid[0:px, 0:px]
     h = np.zeros((px, px))
+    reach = int(np.ceil(radius * max(elongation, 1.0))) + 1
     for r, c in centres:
+        r0, c0 = max(int(r) - reach, 0), max(int(c) - reach, 0)
+        rows, cols = np.mgrid[r0 : min(int(r) + reach + 1, px), c0 : min(int(c) + reach + 1, px)]
         angle = rng.uniform(0, np.pi)
         dr, dc = rows - r, cols - c
         u = (dr * np.cos(angle) + dc * np.sin(angle)) / elongation
         v = -dr * np.sin(angle) + dc * np.cos(angle)
-        h = np.maximum(h, (u**2 + v**2 <= radius**2) * rng.uniform(0.8, 1.2))
+        window = h[r0 : r0 + rows.shape[0], c0 : c0 + rows.shape[1]]
+        np.maximum(window, (u**2 + v**2 <= radius**2) * rng.uniform(0.8, 1.2), out=window)
     h = ndimage.gaussian_filter(h, 0.8) * 1.1
     texture = ndimage.gaussian_filter(rng.normal(0, 1, (px, px)), 2.0)
     e = np.clip(eosin + 0.25 * texture, 0.02, None)

@@ -49,6 +49,12 @@ def test_wrong_type_and_bad_choice_quote_the_value() -> None:
         config_from_dict(apply_overrides(BASE, ["train.phases=[{trainable: blocks}]"]))
 
 
+def test_exponent_without_dot_is_a_number() -> None:
+    # YAML 1.1 (PyYAML) reads 1e-4 as text; a recipe author means the number
+    config = config_from_dict(apply_overrides(BASE, ["train.phases=[{lr: 1e-4}]"]))
+    assert config.train.phases[0].lr == pytest.approx(1e-4)
+
+
 def test_missing_required_section() -> None:
     with pytest.raises(ConfigError, match="required key"):
         config_from_dict({"data": {"source": "synthetic"}})
