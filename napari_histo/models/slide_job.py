@@ -21,7 +21,14 @@ from napari_histo.io.patches import plan_slide_grid, slide_tissue_mask, tissue_t
 from napari_histo.models.engine import InferenceConfig, InferenceProgress, TilePredictions, predict_tiles
 from napari_histo.models.spec import ModelSpec
 
-__all__ = ["SlideJob", "outputs_for", "run_slide_job", "summarize", "write_tile_geojson"]
+__all__ = [
+    "SlideJob",
+    "outputs_for",
+    "prediction_overview",
+    "run_slide_job",
+    "summarize",
+    "write_tile_geojson",
+]
 
 
 @dataclass(frozen=True)
@@ -155,17 +162,17 @@ def write_tile_geojson(result: TilePredictions, path: Path) -> int:
 def _write_overlay(slide: Any, result: TilePredictions, path: Path, max_px: int = 1024) -> None:
     import imagecodecs
 
-    thumb = slide.thumbnail(max_px)[..., :3].astype(np.float32)
+    _write_bytes(path, imagecodecs.png_encode(prediction_overview(slide, result, max_px)))
+
+
+def prediction_overview(slide: Any, result: TilePredictions, max_px: int = 1024) -> np.ndarray:
+    """Thumbnail (uint8 RGB) with each predicted tile tinted in its class colour."""
+    from napari_histo.core.overlay import fill_boxes
+
+    thumb = slide.thumbnail(max_px)[..., :3]
     rows, cols = slide.dimensions
-    sy, sx = thumb.shape[0] / rows, thumb.shape[1] / cols
-    colors = np.asarray(result.spec.class_colors, np.float32)
-    overlay = thumb.copy()
-    size = result.grid.tile_px_level0
-    for (r, c), k in zip(result.grid.origins_rc, result.classes):
-        r0, c0 = int(r * sy), int(c * sx)
-        r1, c1 = max(r0 + 1, int((r + size) * sy)), max(c0 + 1, int((c + size) * sx))
-        overlay[r0:r1, c0:c1] = 0.55 * thumb[r0:r1, c0:c1] + 0.45 * colors[k]
-    _write_bytes(path, imagecodecs.png_encode(np.clip(overlay, 0, 255).astype(np.uint8)))
+    colors = np.asarray(result.spec.class_colors)[result.classes]
+    return fill_boxes(thumb, result.grid.bounds_rc(), colors, (thumb.shape[0] / rows, thumb.shape[1] / cols))
 
 
 def _write_text(path: Path, text: str) -> None:
