@@ -1,12 +1,12 @@
-"""``histo demo``: the journey on the built-in synthetic sample, offline.
+"""``histo demo``: the whole journey on the built-in synthetic slide, offline.
 
-It grows with the project; today it opens the sample slide (napari when a
-display is available, otherwise headless) and writes what it saw to ``--out``.
+Slide → tissue and tiles → stain normalisation → the shipped default model →
+QuPath GeoJSON.  Headless (no display) it writes every output and one PNG per
+step to ``--out``; with a display it then opens the results in napari.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import click
 
-from napari_histo.cli.info import format_info
+__all__ = ["DEFAULT_MODEL", "demo"]
 
-__all__ = ["demo"]
+DEFAULT_MODEL = "pcam-mobilenetv2"
 
 
 @click.command()
@@ -28,62 +28,62 @@ __all__ = ["demo"]
     help="Folder for the demo's outputs.",
 )
 @click.option(
+    "--model",
+    default=DEFAULT_MODEL,
+    show_default=True,
+    help="A model directory or the name of a built-in model.",
+)
+@click.option(
+    "--slide",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Run on this slide instead of the built-in synthetic one.",
+)
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda")
+@click.option(
     "--headless/--napari",
     default=None,
-    help="Force headless (files only) or the napari viewer. Default: napari if a display exists.",
+    help="Force files only, or the napari viewer. Default: napari if a display exists.",
 )
-def demo(out: Path, headless: bool | None) -> None:
-    """Run the built-in journey on a synthetic H&E slide (no download needed).
+def demo(out: Path, model: str, slide: Path | None, device: str, headless: bool | None) -> None:
+    """Run the pathologist's journey on the built-in sample (no download needed).
 
     \b
-    Headless it writes to --out:
-      slide-info.json        what `histo info --json` reports
-      thumbnail.png          the slide overview
-      region-level0.png      a full-resolution 1024 px region read lazily
-    With a display it opens the slide in napari as a multiscale layer in µm.
+    Writes to --out:
+      step1-slide.png           the slide overview
+      step2-tissue-tiles.png    tissue (green) and the model's tiles (yellow)
+      step3-stain.png           a region before / after Macenko normalisation
+      step4-predictions.png     the model's classes over the slide
+      predictions/              NAME.zarr, NAME.geojson (QuPath), NAME.summary.json
+      qupath-classes.json       the model's classes and colours for a QuPath project
+      journey.json              what each step did
+    With a display it then opens the slide, the predictions and the docks in napari.
     """
-    from napari_histo.io import open_slide
     from napari_histo.io.samples import cache_dir, synthetic_slide_path
+    from napari_histo.models.journey import run_journey
+    from napari_histo.models.slide_job import outputs_for
 
-    out.mkdir(parents=True, exist_ok=True)
-    click.echo(f"1/3 sample slide (generated once into {cache_dir()}) ...")
-    t0 = time.perf_counter()
-    path = synthetic_slide_path()
-    click.echo(f"    {path} ready in {time.perf_counter() - t0:.1f} s")
-
-    t0 = time.perf_counter()
-    slide = open_slide(path)
-    click.echo(f"2/3 opened in {1000 * (time.perf_counter() - t0):.1f} ms\n")
-    record = slide.info()
-    click.echo(format_info(record))
-    _write_atomic(out / "slide-info.json", json.dumps(record, indent=2).encode())
-
-    import imagecodecs
-
-    _write_atomic(out / "thumbnail.png", imagecodecs.png_encode(slide.thumbnail(1024)))
-    rows, cols = slide.dimensions
-    region = slide.read_region((rows // 2 - 512, cols // 2 - 512), 0, (1024, 1024))
-    _write_atomic(out / "region-level0.png", imagecodecs.png_encode(region))
-    click.echo(f"\n3/3 wrote {out}/slide-info.json, thumbnail.png, region-level0.png")
-
+    if slide is None:
+        click.echo(f"sample slide (generated once into {cache_dir()}) ...")
+        started = time.perf_counter()
+        slide = synthetic_slide_path()
+        click.echo(f"  {slide} ready in {time.perf_counter() - started:.1f} s")
+    started = time.perf_counter()
+    run_journey(slide, model, out, device=device, say=click.echo)
+    click.echo(f"\ndone in {time.perf_counter() - started:.1f} s; outputs in {out}/")
     if headless is None:
         headless = not _has_display()
-    if not headless:
-        try:
-            from napari_histo._napari.viewer import show_slide
-        except ImportError:
-            click.echo("napari is not installed: `pip install 'napari-histo[napari]'` to view the slide.")
-            return
-        show_slide(slide, title="napari-histo demo")
+    if headless:
+        return
+    try:
+        from napari_histo._napari.journey_viewer import show_journey
+    except ImportError:
+        click.echo("napari is not installed: `pip install 'napari-histo[napari]'` to view the results.")
+        return
+    show_journey(slide, outputs_for(slide, out / "predictions")["zarr"], model)
 
 
 def _has_display() -> bool:
     if sys.platform in ("darwin", "win32"):
         return True
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
-def _write_atomic(path: Path, payload: bytes) -> None:
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)

@@ -27,7 +27,14 @@ from napari_histo.io.slide import Slide
 from napari_histo.models.loading import resolve_device
 from napari_histo.models.spec import ModelSpec, Task
 
-__all__ = ["InferenceConfig", "InferenceProgress", "TilePredictions", "grid_cells", "predict_tiles"]
+__all__ = [
+    "InferenceConfig",
+    "InferenceProgress",
+    "TilePredictions",
+    "grid_cells",
+    "load_tile_predictions",
+    "predict_tiles",
+]
 
 
 @dataclass(frozen=True)
@@ -262,5 +269,20 @@ def _grid_attrs(grid: TileGrid) -> dict[str, Any]:
         "tile_px_level0": grid.tile_px_level0,
         "stride_px_level0": grid.stride_px_level0,
         "level": grid.level,
+        "level_downsample": grid.level_downsample,
         "slide_shape_rc": list(grid.slide_shape_rc),
     }
+
+
+def load_tile_predictions(store_path: str | Path) -> TilePredictions:
+    """A finished ``histo predict`` store back as :class:`TilePredictions` (for layers and exports)."""
+    from napari_histo.models.spec import spec_from_dict
+
+    store = PredictionStore.open(store_path)
+    attrs = store.attrs
+    g = attrs["grid"]
+    grid = TileGrid(
+        store.origins_rc(), tuple(g["slide_shape_rc"]), g["slide_mpp"], g["target_mpp"], g["tile_px"],
+        g["overlap_px"], g["level"], g.get("level_downsample", 1.0),
+    )  # fmt: skip
+    return TilePredictions(grid, store.probabilities(), spec_from_dict(attrs["spec"]), Path(store_path), 0.0)

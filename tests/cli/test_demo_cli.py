@@ -1,28 +1,51 @@
-"""`histo demo --headless`: the README's main job on the built-in sample, offline."""
+"""`histo demo`: the journey, headless, writing every output and one PNG per step."""
 
 from __future__ import annotations
 
 import json
 
 import imagecodecs
+import pytest
 from click.testing import CliRunner
 
 from napari_histo.cli.main import cli
+from napari_histo.io.synthetic import write_synthetic_slide
+
+torch = pytest.importorskip("torch")
 
 
-def test_demo_headless_writes_its_outputs(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from napari_histo.models import ModelSpec, create_network, save_model
+
+    spec = ModelSpec("resnet18", 2, ("normal", "tumour"), patch_size_pixels=64, spacing_um_px=2.0)
+    torch.manual_seed(0)
+    return save_model(create_network(spec), spec, tmp_path_factory.mktemp("m") / "tiny")
+
+
+def test_demo_headless_runs_every_step(tmp_path, tiny_model):
+    from qupath_bridge import read_class_list, read_geojson
+
+    slide = write_synthetic_slide(
+        tmp_path / "s.ome.tif", shape_rc=(2048, 3072), tile_px=512, downsamples=(4,)
+    )
     out = tmp_path / "demo"
-    result = CliRunner().invoke(cli, ["demo", "--headless", "--out", str(out)])
+    args = ["demo", "--headless", "--out", str(out), "--model", str(tiny_model), "--slide", str(slide),
+            "--device", "cpu"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    record = json.loads((out / "slide-info.json").read_text())
-    assert record["format"] == "ome-tiff"
-    assert record["mpp"] == 0.5
-    assert [level["downsample"] for level in record["levels"]] == [1.0, 4.0, 16.0]
-    thumbnail = imagecodecs.imread(out / "thumbnail.png")
-    assert max(thumbnail.shape[:2]) == 1024
-    # the sample is H&E-like: some pixels are tissue (red well above green), most of the rest background
-    pixels = thumbnail.reshape(-1, 3).astype(int)
-    tissue = (pixels[:, 0] - pixels[:, 1]) > 40
-    assert 0.1 < tissue.mean() < 0.9
-    assert imagecodecs.imread(out / "region-level0.png").shape == (1024, 1024, 3)
-    assert "0.5000 µm/px (OME PhysicalSizeX)" in result.output
+    steps = json.loads((out / "journey.json").read_text())
+    assert [s["name"].split(" (")[0] for s in steps] == [
+        "open the slide", "detect tissue and tile", "normalise stain", "run the model", "export to QuPath",
+    ]  # fmt: skip
+    for step in steps:
+        if step["image"]:
+            image = imagecodecs.imread(out / step["image"])
+            assert image.ndim == 3
+            assert image.std() > 5  # a real picture, not a blank
+    summary = json.loads((out / "predictions" / "s.summary.json").read_text())
+    tiles = read_geojson(out / "predictions" / "s.geojson")
+    assert len(tiles) == summary["n_tiles"] > 0
+    assert "OK for QuPath" in steps[-1]["detail"]
+    assert [c.name for c in read_class_list(out / "qupath-classes.json")] == ["normal", "tumour"]
+    assert (out / "slide-info.json").exists()

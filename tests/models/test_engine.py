@@ -157,3 +157,18 @@ def test_cuda_out_of_memory_halves_the_batch(model_dir, monkeypatch):
     assert max(s for s in sizes if s <= 4) == 4
     assert not np.isnan(final.probabilities).any()
     np.testing.assert_allclose(final.probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_finished_store_loads_back_as_predictions(model_dir, tmp_path):
+    from napari_histo.models import load_model
+    from napari_histo.models.engine import load_tile_predictions
+
+    with open_slide(shared_file("wsi", "CMU-1-Small-Region.svs")) as slide:
+        grid = _tissue_grid(slide)
+        final = _run(slide, grid, load_model(model_dir, device="cpu"), store_path=tmp_path / "s.zarr")[-1]
+    loaded = load_tile_predictions(tmp_path / "s.zarr")
+    np.testing.assert_array_equal(loaded.grid.origins_rc, grid.origins_rc)
+    assert loaded.grid.tile_px_level0 == pytest.approx(grid.tile_px_level0)
+    assert loaded.grid.level_downsample == grid.level_downsample
+    np.testing.assert_array_equal(loaded.probabilities, final.probabilities)
+    assert loaded.spec == SPEC

@@ -1,0 +1,46 @@
+"""Open the journey's results in napari: the slide, the model's classes and heatmaps, the docks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from napari_histo._napari._widgets._result_layers import add_prediction_layers
+from napari_histo._napari.reader import slide_layer_data
+from napari_histo._napari.viewer import show_scale_bar
+from napari_histo.io import open_slide
+
+__all__ = ["show_journey"]
+
+
+def show_journey(slide_path: str | Path, predictions: str | Path | None, model: str | None = None,
+                 block: bool = True, viewer: Any = None) -> Any:  # fmt: skip
+    """A viewer with the slide, the stored predictions (if any) and the napari-histo docks in order."""
+    import napari
+
+    from napari_histo._napari._widgets.inference import InferenceWidget
+    from napari_histo._napari._widgets.stain import StainWidget
+    from napari_histo._napari._widgets.tissue_tiles import TissueTilesWidget
+
+    viewer = viewer or napari.Viewer(title="napari-histo")
+    slide = open_slide(slide_path)
+    data, kwargs, _ = slide_layer_data(slide)
+    slide_layer = viewer.add_image(data, **kwargs)
+    if predictions is not None and Path(predictions).exists():
+        from napari_histo.models.engine import load_tile_predictions
+
+        add_prediction_layers(viewer, load_tile_predictions(predictions), slide_layer, slide.mpp or 1.0)
+    docks = [("1. Tissue and tiles", TissueTilesWidget), ("2. Stain normalisation", StainWidget),
+             ("3. Run a model", InferenceWidget)]  # fmt: skip
+    widgets = {}
+    for name, cls in docks:
+        widgets[name] = cls(viewer)
+        viewer.window.add_dock_widget(widgets[name], name=name, area="right", tabify=True)
+    inference = widgets["3. Run a model"]
+    if model and model in inference.builtin.choices:
+        inference.builtin.value = model
+    show_scale_bar(viewer)
+    viewer.reset_view()
+    if block:
+        napari.run()
+    return viewer

@@ -1,0 +1,38 @@
+"""The demo's napari view: slide, stored predictions in class colours, the docks in order."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import shared_file
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.mark.qt
+def test_show_journey_on_cmu1(make_napari_viewer, tmp_path):
+    from napari.layers import Image, Labels
+
+    from napari_histo._napari.journey_viewer import show_journey
+    from napari_histo.models import ModelSpec, create_network, save_model
+    from napari_histo.models.slide_job import SlideJob, outputs_for, run_slide_job
+
+    spec = ModelSpec("resnet18", 2, ("normal", "tumour"), patch_size_pixels=64, spacing_um_px=2.0,
+                     class_colors=((0, 114, 178), (213, 94, 0)))  # fmt: skip
+    torch.manual_seed(0)
+    model = save_model(create_network(spec), spec, tmp_path / "m")
+    slide = shared_file("wsi", "CMU-1-Small-Region.svs")
+    from napari_histo.models.engine import InferenceConfig
+
+    summary = run_slide_job(SlideJob(slide, model, tmp_path / "out", InferenceConfig(device="cpu")))
+    viewer = make_napari_viewer()
+    show_journey(slide, outputs_for(slide, tmp_path / "out")["zarr"], block=False, viewer=viewer)
+    names = [layer.name for layer in viewer.layers]
+    assert names[0] == "CMU-1-Small-Region.svs"
+    labels = next(layer for layer in viewer.layers if isinstance(layer, Labels))
+    assert int((np.asarray(labels.data) > 0).sum()) == summary["n_tiles"]
+    assert tuple(np.round(labels.colormap.map(2)[:3] * 255)) == (213, 94, 0)
+    heatmaps = [layer for layer in viewer.layers if isinstance(layer, Image) and "p(" in layer.name]
+    assert len(heatmaps) == 2
+    docks = list(viewer.window.dock_widgets)
+    assert docks[:3] == ["1. Tissue and tiles", "2. Stain normalisation", "3. Run a model"]
