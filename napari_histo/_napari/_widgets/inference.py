@@ -146,7 +146,7 @@ class InferenceWidget(Container):
             self.min_tissue.value, self._region(meta), _start_thread=False,
         )  # fmt: skip
         self._worker.yielded.connect(self._on_progress)
-        self._worker.returned.connect(lambda out: self._show(out, layer))
+        self._worker.returned.connect(lambda out: self._show(out, layer, model))
         self._worker.finished.connect(lambda: setattr(self.cancel_button, "enabled", False))
         self._worker.errored.connect(lambda exc: setattr(self.summary, "value", f"failed: {exc}"))
         self.cancel_button.enabled = True
@@ -216,7 +216,7 @@ class InferenceWidget(Container):
         return visible_bounds_rc(self._viewer, meta.get("mpp") or 1.0)
 
     # -- results --------------------------------------------------------------------------
-    def _show(self, out: tuple, layer: Any) -> None:
+    def _show(self, out: tuple, layer: Any, model_ref: str = "") -> None:
         result, model, spec = out
         if result is None:
             return
@@ -225,6 +225,7 @@ class InferenceWidget(Container):
         self.legend.value = legend_html(spec)
         self.areas.value = class_area_table(result, mpp)
         self.summary.value = f"{len(result.classes):,} tiles in {result.elapsed_s:.1f} s"
+        layers["classes"].metadata["napari_histo"].update({"predictions": result, "model": model_ref})
         self._last = {"result": result, "model": model, "spec": spec, "layer": layer, "mpp": mpp, **layers}
         self.gradcam_button.enabled = self.export_button.enabled = self.cursor_cam.enabled = True
 
