@@ -19,6 +19,7 @@ def show_journey(slide_path: str | Path, predictions: str | Path | None, model: 
     import napari
 
     from napari_histo._napari._widgets.inference import InferenceWidget
+    from napari_histo._napari._widgets.retrain import RetrainWidget
     from napari_histo._napari._widgets.stain import StainWidget
     from napari_histo._napari._widgets.tissue_tiles import TissueTilesWidget
 
@@ -31,7 +32,7 @@ def show_journey(slide_path: str | Path, predictions: str | Path | None, model: 
 
         add_prediction_layers(viewer, load_tile_predictions(predictions), slide_layer, slide.mpp or 1.0)
     docks = [("1. Tissue and tiles", TissueTilesWidget), ("2. Stain normalisation", StainWidget),
-             ("3. Run a model", InferenceWidget)]  # fmt: skip
+             ("3. Run a model", InferenceWidget), ("4. Correct and retrain", RetrainWidget)]  # fmt: skip
     widgets = {}
     for name, cls in docks:
         widgets[name] = cls(viewer)

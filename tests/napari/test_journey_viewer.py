@@ -35,4 +35,9 @@ def test_show_journey_on_cmu1(make_napari_viewer, tmp_path):
     heatmaps = [layer for layer in viewer.layers if isinstance(layer, Image) and "p(" in layer.name]
     assert len(heatmaps) == 2
     docks = list(viewer.window.dock_widgets)
-    assert docks[:3] == ["1. Tissue and tiles", "2. Stain normalisation", "3. Run a model"]
+    assert docks[:4] == [
+        "1. Tissue and tiles",
+        "2. Stain normalisation",
+        "3. Run a model",
+        "4. Correct and retrain",
+    ]
