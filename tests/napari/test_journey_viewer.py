@@ -41,3 +41,23 @@ def test_show_journey_on_cmu1(make_napari_viewer, tmp_path):
         "3. Run a model",
         "4. Correct and retrain",
     ]
+
+
+@pytest.mark.qt
+def test_docks_are_in_napari_menus(make_napari_viewer):
+    from napari._app_model import get_app_model
+
+    make_napari_viewer()
+    menus = get_app_model().menus
+
+    def histo_commands(menu_id):
+        return [
+            i.command.id for i in menus.get_menu(menu_id) if hasattr(i, "command") and "histo" in i.command.id
+        ]
+
+    assert histo_commands("napari/layers/segment") == ["napari-histo.tissue_tiles_widget"]
+    assert histo_commands("napari/layers/filter") == ["napari-histo.stain_widget"]
+    assert histo_commands("napari/layers/classify") == [
+        "napari-histo.inference_widget",
+        "napari-histo.retrain_widget",
+    ]
