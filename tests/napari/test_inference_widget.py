@@ -140,3 +140,18 @@ def test_gradcam_follows_the_cursor(make_napari_viewer, qtbot, model_dir):
     )
     widget.cursor_cam.value = False
     assert follower._on_move not in viewer.mouse_move_callbacks
+
+
+@pytest.mark.qt
+def test_keyboard_shortcuts_are_bound(make_napari_viewer):
+    from app_model.types import KeyBinding
+
+    from napari_histo._napari._widgets.inference import InferenceWidget
+
+    viewer = make_napari_viewer()
+    widget = InferenceWidget(viewer)
+    for key in ("Shift-P", "Shift-L", "Shift-G"):
+        assert KeyBinding.from_str(key) in viewer.keymap
+    viewer.keymap[KeyBinding.from_str("Shift-G")](viewer)  # before a run: nothing to explain, no error
+    assert widget.cursor_cam.value is False
+    assert widget.run_button.tooltip == "Shift-P"

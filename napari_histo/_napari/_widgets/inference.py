@@ -130,6 +130,7 @@ class InferenceWidget(Container):
         self.live.changed.connect(self._toggle_live)
         self.cursor_cam.changed.connect(self._toggle_cursor_cam)
         self.cursor_gradcam: Any = None
+        self._bind_keys()
         self.live_predictor: Any = None
 
     # -- running ------------------------------------------------------------------------
@@ -169,6 +170,21 @@ class InferenceWidget(Container):
                                             batch_size=min(32, self.batch_size.value),
                                             min_tissue=self.min_tissue.value)  # fmt: skip
         return self.live_predictor.start()
+
+    def _bind_keys(self) -> None:
+        """Shift-P runs the model, Shift-L toggles live prediction, Shift-G Grad-CAM under the cursor."""
+        actions = {
+            "Shift-P": lambda viewer: self.run(),
+            "Shift-L": lambda viewer: setattr(self.live, "value", not self.live.value),
+            "Shift-G": lambda viewer: (
+                self.cursor_cam.enabled and setattr(self.cursor_cam, "value", not self.cursor_cam.value)
+            ),
+        }
+        for key, action in actions.items():
+            self._viewer.bind_key(key, action, overwrite=True)
+        self.run_button.tooltip = "Shift-P"
+        self.live.tooltip = "Shift-L"
+        self.cursor_cam.tooltip = "Shift-G"
 
     def _toggle_cursor_cam(self, on: bool) -> None:
         from napari_histo._napari._widgets._cursor_gradcam import CursorGradCam
