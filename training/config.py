@@ -144,6 +144,7 @@ class SslConfig:
     temperature: float = 0.5
     batch_size: int = 64
     projection_dim: int = 64
+    strong_augment: bool = True  # SimCLR's own view augmentation; false = the recipe's augment section
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ def pretrain_simclr(network: Any, fold: Any, ctx: Any, run_dir: Path | None = No
     ).to(ctx.device)
     params = [*network.parameters(), *projector.parameters()]
     optimizer = torch.optim.Adam(params, lr=cfg.lr)
-    aug = replace(ctx.config, augment=SIMCLR_AUGMENT)
+    aug = replace(ctx.config, augment=SIMCLR_AUGMENT) if cfg.strong_augment else ctx.config
     view_ctx = replace(ctx, config=aug)
     losses = []
     for epoch in range(cfg.epochs):
