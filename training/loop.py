@@ -57,6 +57,7 @@ class Context:
     world: int = 1
     log: Callable[[dict[str, Any]], None] = lambda row: None
     progress: bool = True
+    wrap: Callable[[Any], Any] | None = None  # DDP: re-wrapped per phase, after freezing
 
 
 def prepare(images: torch.Tensor, ctx: Context, masks: torch.Tensor | None = None, train: bool = False):  # type: ignore[no-untyped-def]
@@ -198,6 +199,7 @@ def fit(network: Any, train: Fold, valid: Fold, ctx: Context, run_dir: Path) -> 
         if p_index < state["phase"]:
             continue
         set_trainable(inner, phase.trainable)
+        model = ctx.wrap(inner) if ctx.wrap is not None else inner
         optimizer = make_optimizer(phase, [p for p in inner.parameters() if p.requires_grad])
         scheduler = make_scheduler(phase, optimizer, mode)
         if state.get("optimizer") is not None and state["epoch"] > 0:
@@ -208,8 +210,8 @@ def fit(network: Any, train: Fold, valid: Fold, ctx: Context, run_dir: Path) -> 
             global_epoch = len(state["history"])
             row = {"phase": p_index, "epoch": epoch, "global_epoch": global_epoch,
                    "lr": optimizer.param_groups[0]["lr"]}  # fmt: skip
-            row.update(train_epoch(network, optimizer, scaler, train, ctx, global_epoch))
-            metrics, _ = evaluate(network, valid, ctx)
+            row.update(train_epoch(model, optimizer, scaler, train, ctx, global_epoch))
+            metrics, _ = evaluate(inner, valid, ctx)
             row.update({f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
             score = metrics[cfg.monitor] if cfg.monitor in metrics else _missing_monitor(cfg.monitor, metrics)
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):

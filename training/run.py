@@ -80,9 +80,10 @@ def _train(config: TrainingConfig, rank: int, world: int, progress: bool) -> Tra
         pretrain_simclr(network, folds["train"], ctx, run_dir)
     logger = EpochLogger(run_dir, enabled=rank == 0)
     ctx.log = _print_and(logger, progress and rank == 0)
-    model = ddp.wrap(network, device) if world > 1 else network
+    if world > 1:
+        ctx.wrap = lambda inner: ddp.wrap(inner, device)
     started = time.perf_counter()
-    outcome = fit(model, folds["train"], folds["valid"], ctx, run_dir)
+    outcome = fit(network, folds["train"], folds["valid"], ctx, run_dir)
     logger.close()
     if (run_dir / BEST).exists():
         network.load_state_dict(load_checkpoint(run_dir / BEST)["model"])

@@ -14,7 +14,7 @@ TINY_ARCH = "mobilenetv3_small_050"
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes_with_gloo(tmp_path: Path) -> None:
+def test_torchrun_two_processes_with_gloo_and_two_phases(tmp_path: Path) -> None:
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(
         yaml.safe_dump(
@@ -28,7 +28,13 @@ def test_torchrun_two_processes_with_gloo(tmp_path: Path) -> None:
                     "synthetic_px": 32,
                 },
                 "model": {"architecture": TINY_ARCH},
-                "train": {"batch_size": 8, "phases": [{"epochs": 2, "lr": 0.01}]},
+                "train": {
+                    "batch_size": 8,
+                    "phases": [
+                        {"epochs": 1, "trainable": "head", "lr": 0.01},
+                        {"epochs": 1, "trainable": "from:blocks.3", "lr": 0.01},
+                    ],
+                },
             }
         )
     )
