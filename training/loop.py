@@ -42,6 +42,7 @@ class Fold:
     pixels: torch.Tensor | None = None
     masks: torch.Tensor | None = None
     weights: np.ndarray | None = None  # weighted sampling
+    stain: Any = None  # the StainNormalizer the pixels went through, if any
 
 
 @dataclass

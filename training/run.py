@@ -58,7 +58,8 @@ def _train(config: TrainingConfig, rank: int, world: int, progress: bool) -> Tra
         write_json(environment(), run_dir / "environment.json")
     device = ddp.device_for(rank) if world > 1 else resolve_device(config.train.device)
     folds = prepare_data(config, run_dir)
-    spec = make_spec(config, folds["train"].samples)
+    normalizer = folds["train"].stain
+    spec = make_spec(config, folds["train"].samples, normalizer.target.to_dict() if normalizer else None)
     network = build_network(config, spec).to(device)
     if device.type == "cuda":
         network = network.to(memory_format=torch.channels_last)
@@ -119,11 +120,18 @@ def prepare_data(config: TrainingConfig, run_dir: Path) -> dict[str, Fold]:
     splits = {k: cap_per_class(v, config.data.max_per_class, config.train.seed) for k, v in splits.items()}
     if config.data.balance == "undersample":
         splits["train"] = undersample(splits["train"], config.train.seed)
+    stain = None
+    if config.augment.stain_normalize != "none":
+        from training.stain import fit_stain_target, normalize_samples
+
+        stain = fit_stain_target(splits["train"], config.augment.stain_normalize, config.train.seed)
+        splits = {k: normalize_samples(v, stain)[0] for k, v in splits.items()}
     folds = {}
     for name, part in splits.items():
         if config.data.cache:
             part = part.with_pixels()
         folds[name] = _fold(part, config)
+        folds[name].stain = stain
     if config.data.balance == "weighted":
         folds["train"].weights = sample_weights(folds["train"].samples.labels, len(samples.class_names))
     return folds
@@ -137,7 +145,7 @@ def _fold(samples: Samples, config: TrainingConfig) -> Fold:
     return Fold(samples, pixels, masks)
 
 
-def make_spec(config: TrainingConfig, train: Samples) -> ModelSpec:
+def make_spec(config: TrainingConfig, train: Samples, stain: dict[str, Any] | None = None) -> ModelSpec:
     """The model's ``ModelSpec`` from the recipe and the training data (patch size, classes)."""
     patch = config.model.patch_size_pixels or _patch_size(train)
     mean, std = imagenet_normalisation(config)
@@ -154,6 +162,7 @@ def make_spec(config: TrainingConfig, train: Samples) -> ModelSpec:
         std=std,
         name=config.model.name or config.name,
         description=config.model.description,
+        stain=stain,
     )
 
 

@@ -171,3 +171,12 @@ def test_synthetic_segmentation_reports_iou(tiny) -> None:  # type: ignore[no-un
     assert 0 <= valid["iou"] <= 1 and 0 <= valid["dice"] <= 1
     assert "stroma" in valid["per_class"]
     assert np.isfinite(result.history[0]["train_loss"])
+
+
+def test_stain_normalisation_target_goes_into_the_model(tiny) -> None:  # type: ignore[no-untyped-def]
+    from napari_histo.core.stain import StainParams
+    from napari_histo.models import load_spec
+
+    result = train(tiny("augment.stain_normalize=macenko", "data.synthetic_per_class=16"), progress=False)
+    spec = load_spec(result.model_dir)
+    assert StainParams.from_dict(spec.stain).method.value == "macenko"
