@@ -14,8 +14,11 @@ __all__ = ["show_journey"]
 
 
 def show_journey(slide_path: str | Path, predictions: str | Path | None, model: str | None = None,
-                 block: bool = True, viewer: Any = None) -> Any:  # fmt: skip
-    """A viewer with the slide, the stored predictions (if any) and the napari-histo docks in order."""
+                 block: bool = True, viewer: Any = None) -> tuple[Any, dict[str, Any]]:  # fmt: skip
+    """A viewer with the slide, the stored predictions (if any) and the napari-histo docks in order.
+
+    Returns the viewer and the dock widgets by role: ``tissue``, ``stain``, ``infer``, ``retrain``.
+    """
     import napari
 
     from napari_histo._napari._widgets.inference import InferenceWidget
@@ -31,17 +34,23 @@ def show_journey(slide_path: str | Path, predictions: str | Path | None, model: 
         from napari_histo.models.engine import load_tile_predictions
 
         add_prediction_layers(viewer, load_tile_predictions(predictions), slide_layer, slide.mpp or 1.0)
-    docks = [("1. Tissue and tiles", TissueTilesWidget), ("2. Stain normalisation", StainWidget),
-             ("3. Run a model", InferenceWidget), ("4. Correct and retrain", RetrainWidget)]  # fmt: skip
+    docks = [
+        ("tissue", "1. Tissue and tiles", TissueTilesWidget),
+        ("stain", "2. Stain normalisation", StainWidget),
+        ("infer", "3. Run a model", InferenceWidget),
+        ("retrain", "4. Correct and retrain", RetrainWidget),
+    ]
     widgets = {}
-    for name, cls in docks:
-        widgets[name] = cls(viewer)
-        viewer.window.add_dock_widget(widgets[name], name=name, area="right", tabify=True)
-    inference = widgets["3. Run a model"]
+    for role, name, cls in docks:
+        widgets[role] = cls(viewer)
+        chooser = widgets[role].image if role == "stain" else widgets[role].layer
+        chooser.value = slide_layer
+        viewer.window.add_dock_widget(widgets[role], name=name, area="right", tabify=True)
+    inference = widgets["infer"]
     if model and model in inference.builtin.choices:
         inference.builtin.value = model
     show_scale_bar(viewer)
     viewer.reset_view()
     if block:
         napari.run()
-    return viewer
+    return viewer, widgets
