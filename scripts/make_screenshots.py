@@ -53,6 +53,32 @@ def main() -> int:
     path.write_bytes(imagecodecs.jpeg8_encode(np.ascontiguousarray(pixels[..., :3]), level=85))
     print(f"wrote {path}")
     viewer.close()
+
+    # the journey: CMU-1, the shipped model run from its dock (classes, heatmap, legend, area table)
+    import time
+
+    from napari_histo._napari.journey_viewer import show_journey
+
+    viewer, docks = show_journey(cmu_small_region_path(), None, "pcam-mobilenetv2", block=False)
+    viewer.window.resize(1500, 950)
+    infer = docks["infer"]
+    infer.min_tissue.value = 0.25
+    infer.run()
+    app = napari.qt.get_qapp()
+    deadline = time.time() + 300
+    while not infer.export_button.enabled and time.time() < deadline:
+        app.processEvents()
+        time.sleep(0.05)
+    dock = getattr(viewer.window, "_dock_widgets", {}).get("3. Run a model")  # show its tab (private API)
+    if dock is not None:
+        dock.raise_()
+    viewer.reset_view()
+    app.processEvents()
+    path = OUT / "journey-cmu1.jpg"
+    pixels = viewer.screenshot(canvas_only=False, flash=False)
+    path.write_bytes(imagecodecs.jpeg8_encode(np.ascontiguousarray(pixels[..., :3]), level=85))
+    print(f"wrote {path}: {infer.summary.value}")
+    viewer.close()
     return 0
 
 
