@@ -199,6 +199,8 @@ def fit(network: Any, train: Fold, valid: Fold, ctx: Context, run_dir: Path) -> 
     for p_index, phase in enumerate(cfg.phases):
         if p_index < state["phase"]:
             continue
+        if state.get("stopped"):  # a resumed run that had stopped early stays stopped
+            break
         set_trainable(inner, phase.trainable)
         model = ctx.wrap(inner) if ctx.wrap is not None else inner
         optimizer = make_optimizer(phase, [p for p in inner.parameters() if p.requires_grad])
@@ -228,17 +230,19 @@ def fit(network: Any, train: Fold, valid: Fold, ctx: Context, run_dir: Path) -> 
                 state["stale"] += 1
             state["history"].append(row)
             ctx.log(row)
-            stop = cfg.early_stopping and state["stale"] >= cfg.early_stopping
+            if cfg.early_stopping and state["stale"] >= cfg.early_stopping:
+                state["stopped"] = f"early stopping after {state['stale']} epochs without improvement"
             state.update(phase=p_index, epoch=epoch + 1)
             if ctx.rank == 0:
                 save_checkpoint(_snapshot(inner, optimizer, scheduler, state), run_dir / LAST)
-            if stop:
-                state["stopped"] = f"early stopping after {state['stale']} epochs without improvement"
+            if state.get("stopped"):
                 break
         state.update(phase=p_index + 1, epoch=0)
         if state.get("stopped"):
             break
-    return {k: state[k] for k in ("history", "best_score", "best_epoch")} | {"stopped": state.get("stopped")}
+    return {k: state[k] for k in ("history", "best_score", "best_epoch")} | {
+        "stopped": state.get("stopped") or None
+    }
 
 
 def _snapshot(network: Any, optimizer: Any, scheduler: Any, state: dict[str, Any]) -> dict[str, Any]:
@@ -247,11 +251,20 @@ def _snapshot(network: Any, optimizer: Any, scheduler: Any, state: dict[str, Any
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         **{k: state[k] for k in ("phase", "epoch", "history", "best_score", "best_epoch", "stale")},
+        "stopped": state.get("stopped") or "",
     }
 
 
 def _resume(run_dir: Path, network: Any, resume: bool) -> dict[str, Any]:
-    fresh = {"phase": 0, "epoch": 0, "history": [], "best_score": None, "best_epoch": -1, "stale": 0}
+    fresh = {
+        "phase": 0,
+        "epoch": 0,
+        "history": [],
+        "best_score": None,
+        "best_epoch": -1,
+        "stale": 0,
+        "stopped": "",
+    }
     path = run_dir / LAST
     if not (resume and path.exists()):
         return fresh

@@ -152,6 +152,8 @@ def test_early_stopping_and_loss_options(tiny) -> None:  # type: ignore[no-untyp
     result = train(config, progress=False)
     assert len(result.history) == 2  # lr 0: no improvement after the first epoch
     assert "early stopping" in (result.run_dir / "metrics.json").read_text()
+    again = train(config, progress=False)  # resuming a stopped run trains no further
+    assert len(again.history) == 2
 
 
 def test_synthetic_segmentation_reports_iou(tiny) -> None:  # type: ignore[no-untyped-def]
