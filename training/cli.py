@@ -24,9 +24,10 @@ Examples:
     "overrides",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Override a recipe value (dotted key, YAML value), e.g. train.phases[0] via train.phases=[...].",
+    help="Override a recipe value: a dotted key and a YAML value, e.g. train.batch_size=32 or "
+    "'train.phases=[{epochs: 1, lr: 1e-4}]'. Repeatable.",
 )
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--quiet", is_flag=True, help="No progress bars or per-epoch lines.")
 def train(recipe: str, overrides: tuple[str, ...], quiet: bool) -> None:
     """Train a model from a YAML recipe; writes a run directory with model/, metrics.json and plots."""
     import os

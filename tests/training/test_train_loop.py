@@ -50,7 +50,7 @@ def test_a_few_hundred_pcam_patches_beat_chance_clearly(tmp_path: Path) -> None:
 def test_outputs_of_a_run(tiny) -> None:  # type: ignore[no-untyped-def]
     from napari_histo.models import load_model, load_spec
 
-    result = train(tiny(), progress=False)
+    result = train(tiny("train.grad_accum=2"), progress=False)
     run = result.run_dir
     for name in (
         "config.yaml",
