@@ -52,7 +52,7 @@ def test_the_whole_journey_in_napari(make_napari_viewer, qtbot, tmp_path):
     # 3. stain: Macenko on the overview, fitted on the slide itself
     s = widgets["stain"]
     s.image.value = slide
-    s.output.value = "overview"
+    s.output.value = "whole image (overview)"
     with qtbot.waitSignal(s.run().finished, timeout=60_000):
         pass
     qtbot.waitUntil(lambda: any("(macenko)" in layer.name for layer in viewer.layers), timeout=10_000)

@@ -26,6 +26,7 @@ from magicgui.widgets import (
     create_widget,
 )
 
+from napari_histo._napari._widgets._ml_stack import ensure_ml_stack
 from napari_histo._napari._widgets._result_layers import (
     add_prediction_layers,
     class_area_table,
@@ -142,6 +143,7 @@ class InferenceWidget(Container):
         model = self.builtin.value or str(self.model_dir.value)
         if not self.builtin.value and not Path(model, "model.json").exists():
             raise ValueError(f"{model} has no model.json: choose a model folder or a built-in model")
+        ensure_ml_stack()
         self._worker = create_worker(
             run_inference, meta["path"], meta.get("mpp"), model, self.device.value, self.batch_size.value,
             self.min_tissue.value, self._region(meta), _start_thread=False,
@@ -166,6 +168,7 @@ class InferenceWidget(Container):
             return None
         layer = self._slide_layer()
         model = self.builtin.value or str(self.model_dir.value)
+        ensure_ml_stack()
         self.live_predictor = LivePredictor(self._viewer, layer, model, device=self.device.value,
                                             batch_size=min(32, self.batch_size.value),
                                             min_tissue=self.min_tissue.value)  # fmt: skip

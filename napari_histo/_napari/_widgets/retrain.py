@@ -16,6 +16,7 @@ import napari
 import numpy as np
 from magicgui.widgets import Container, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox, create_widget
 
+from napari_histo._napari._widgets._ml_stack import ensure_ml_stack
 from napari_histo._napari._widgets._result_layers import add_prediction_layers
 
 __all__ = ["RetrainWidget", "corrected_tile_classes", "retrain_and_predict"]
@@ -111,6 +112,7 @@ class RetrainWidget(Container):
         from napari.qt.threading import create_worker
 
         slide_layer, classes_layer = self._layers()
+        ensure_ml_stack()
         meta = slide_layer.metadata["napari_histo"]
         info = classes_layer.metadata["napari_histo"]
         predictions, model = info["predictions"], info["model"]

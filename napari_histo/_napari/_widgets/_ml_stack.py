@@ -1,0 +1,32 @@
+"""Load PyTorch and timm safely inside napari, once, before a worker needs them.
+
+A fresh napari crashed with a segmentation fault on the first model run:
+timm → torchvision → torch._dynamo imports triton, whose native library carries
+its own LLVM, and loading it into a process where Mesa's OpenGL driver has
+already loaded the system LLVM (napari's canvas under Xvfb/llvmpipe, and Mesa
+drivers generally) crashes during initialisation.  The napari widgets never use
+``torch.compile`` (triton's only use), so :func:`ensure_ml_stack` marks triton as
+unavailable in the viewer process before importing torch and timm; torch then
+runs eagerly as usual.  Headless runs (``histo predict``, training) are untouched.
+"""
+
+from __future__ import annotations
+
+import sys
+
+__all__ = ["ensure_ml_stack"]
+
+_LOADED = False
+
+
+def ensure_ml_stack() -> None:
+    """Import torch and timm (with torchvision) in the viewer process without triton, once."""
+    global _LOADED
+    if _LOADED:
+        return
+    # a None entry makes `import triton` raise ImportError, which torch treats as "no triton"
+    sys.modules.setdefault("triton", None)  # type: ignore[arg-type]
+    import timm  # noqa: F401 - imported for its side effect: loading torch and torchvision here
+    import torch  # noqa: F401
+
+    _LOADED = True
