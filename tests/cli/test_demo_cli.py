@@ -49,3 +49,19 @@ def test_demo_headless_runs_every_step(tmp_path, tiny_model):
     assert "OK for QuPath" in steps[-1]["detail"]
     assert [c.name for c in read_class_list(out / "qupath-classes.json")] == ["normal", "tumour"]
     assert (out / "slide-info.json").exists()
+
+
+@pytest.mark.slow
+def test_readme_demo_with_the_shipped_model_on_the_builtin_sample(tmp_path):
+    """`histo demo --headless`: what `bash scripts/demo` runs, with every default."""
+    out = tmp_path / "histo-demo"
+    result = CliRunner().invoke(cli, ["demo", "--headless", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    steps = json.loads((out / "journey.json").read_text())
+    assert steps[3]["name"] == "run the model (pcam-mobilenetv2)"
+    summary = json.loads((out / "predictions" / "synthetic-he-v1.summary.json").read_text())
+    assert summary["n_tiles"] > 100
+    assert summary["class_names"] == ["normal", "tumour"]
+    assert abs(sum(c["fraction"] for c in summary["classes"].values()) - 1) < 1e-3
+    for name in ("step1-slide.png", "step2-tissue-tiles.png", "step3-stain.png", "step4-predictions.png"):
+        assert imagecodecs.imread(out / name).std() > 5
