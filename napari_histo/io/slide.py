@@ -304,9 +304,9 @@ def open_slide(
         For tiles that fail to decode later: raise ``CorruptTileError``, or warn
         and show them as background.
     cache_bytes : int
-        Budget of the decoded-tile cache shared by the slide's levels.  32 MiB
-        (OpenSlide's default) serves neighbouring reads; measured on random
-        reads of a 100,000² slide, a 256 MiB cache was ~20 % slower (page faults).
+        Budget of the decoded-tile cache shared by the slide's levels: 32 MiB,
+        OpenSlide's default, serves neighbouring reads; inference raises it to two
+        tile rows of the level it reads (:meth:`Slide.reserve_tile_rows`).
 
     Raises
     ------
