@@ -26,6 +26,7 @@ __all__ = [
     "read_slide_view",
     "read_tile",
     "slide_tissue_mask",
+    "tissue_tile_grid",
     "tissue_tiles",
 ]
 
@@ -118,6 +119,20 @@ def tissue_tiles(grid: TileGrid, mask: SlideTissueMask, min_tissue: float) -> tu
     fractions = tile_mask_fraction(grid, mask.mask, mask.downsample_rc)
     keep = fractions >= min_tissue if min_tissue > 0 else np.ones(len(grid), bool)
     return select_tiles(grid, keep), fractions[keep]
+
+
+def tissue_tile_grid(
+    slide: Slide, target_mpp: float, tile_px: int, min_tissue: float
+) -> tuple[TileGrid, np.ndarray]:
+    """The tissue tiles a model reads, ready for inference, and their tissue fractions.
+
+    Plans the grid at ``target_mpp``, keeps tiles with at least ``min_tissue``
+    tissue, and lets the slide's tile cache hold two tile rows of the level read,
+    so that each compressed tile is decoded once however patches and file tiles align.
+    """
+    grid = plan_slide_grid(slide, target_mpp, tile_px)
+    slide.reserve_tile_rows(grid.level)
+    return tissue_tiles(grid, slide_tissue_mask(slide), min_tissue)
 
 
 def read_tile(slide: Slide, grid: TileGrid, index: int) -> np.ndarray:

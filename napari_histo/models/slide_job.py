@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from napari_histo.io import open_slide
-from napari_histo.io.patches import plan_slide_grid, slide_tissue_mask, tissue_tiles
+from napari_histo.io.patches import tissue_tile_grid
 from napari_histo.models.engine import InferenceConfig, InferenceProgress, TilePredictions, predict_tiles
 from napari_histo.models.spec import ModelSpec
 
@@ -70,10 +70,7 @@ def run_slide_job(
     spec = load_spec(job.model_dir)
     model = model if model is not None else load_model(job.model_dir, device=job.config.device)
     with open_slide(job.slide_path, mpp=job.slide_mpp, on_error="fill") as slide:
-        grid = plan_slide_grid(slide, spec.spacing_um_px, spec.patch_size_pixels)
-        slide.reserve_tile_rows(grid.level)  # each compressed tile decoded once
-        mask = slide_tissue_mask(slide)
-        grid, fractions = tissue_tiles(grid, mask, job.min_tissue)
+        grid, fractions = tissue_tile_grid(slide, spec.spacing_um_px, spec.patch_size_pixels, job.min_tissue)
         if len(grid) == 0:
             raise ValueError(
                 f"{job.slide_path.name}: no tile has at least {job.min_tissue:.0%} tissue. The slide may be "

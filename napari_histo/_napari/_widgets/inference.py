@@ -33,6 +33,7 @@ from napari_histo._napari._widgets._result_layers import (
     grid_layer_placement,
     legend_html,
 )
+from napari_histo._napari._widgets._workers import start_with_cancel
 
 __all__ = ["InferenceWidget", "grid_layer_placement", "run_inference", "viewer_camera", "visible_bounds_rc"]
 
@@ -49,7 +50,7 @@ def run_inference(path: str, slide_mpp: float | None, model_dir: str, device: st
     from napari_histo.core.tiling import select_tiles
     from napari_histo.core.viewport import tiles_in_polygons, tiles_in_view
     from napari_histo.io import open_slide
-    from napari_histo.io.patches import plan_slide_grid, slide_tissue_mask, tissue_tiles
+    from napari_histo.io.patches import tissue_tile_grid
     from napari_histo.models import load_model, load_spec
     from napari_histo.models.engine import InferenceConfig, InferenceProgress, predict_tiles
     from napari_histo.models.loading import resolve_model_dir
@@ -58,13 +59,11 @@ def run_inference(path: str, slide_mpp: float | None, model_dir: str, device: st
     spec = load_spec(model_path)
     model = load_model(model_path, device=device)
     with open_slide(path, mpp=slide_mpp, on_error="fill") as slide:
-        grid = plan_slide_grid(slide, spec.spacing_um_px, spec.patch_size_pixels)
-        slide.reserve_tile_rows(grid.level)
+        grid, _ = tissue_tile_grid(slide, spec.spacing_um_px, spec.patch_size_pixels, min_tissue)
         if region is not None:
             kind, shape = region
             keep = tiles_in_view(grid, shape) if kind == "box" else tiles_in_polygons(grid, shape)
             grid = select_tiles(grid, keep)
-        grid, _ = tissue_tiles(grid, slide_tissue_mask(slide), min_tissue)
         if len(grid) == 0:
             raise ValueError(
                 f"no tile with at least {min_tissue:.0%} tissue here; lower 'min tissue' or pan to tissue"
@@ -150,12 +149,9 @@ class InferenceWidget(Container):
         )  # fmt: skip
         self._worker.yielded.connect(self._on_progress)
         self._worker.returned.connect(lambda out: self._show(out, layer, model))
-        self._worker.finished.connect(lambda: setattr(self.cancel_button, "enabled", False))
         self._worker.errored.connect(lambda exc: setattr(self.summary, "value", f"failed: {exc}"))
-        self.cancel_button.enabled = True
         self.summary.value = "running ..."
-        self._worker.start()
-        return self._worker
+        return start_with_cancel(self._worker, self.cancel_button)
 
     def _toggle_live(self, on: bool) -> Any:
         """Start or stop live prediction of the view with the chosen model."""

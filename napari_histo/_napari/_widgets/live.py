@@ -22,7 +22,7 @@ __all__ = ["LivePredictor", "prepare_live"]
 def prepare_live(path: str, slide_mpp: float | None, model_dir: str, device: str, min_tissue: float) -> dict:
     """Open the slide, load the model, plan the tissue grid (runs in a worker)."""
     from napari_histo.io import open_slide
-    from napari_histo.io.patches import plan_slide_grid, slide_tissue_mask, tissue_tiles
+    from napari_histo.io.patches import tissue_tile_grid
     from napari_histo.models import load_model, load_spec
     from napari_histo.models.loading import resolve_model_dir
 
@@ -30,9 +30,7 @@ def prepare_live(path: str, slide_mpp: float | None, model_dir: str, device: str
     spec = load_spec(model_path)
     model = load_model(model_path, device=device)
     slide = open_slide(path, mpp=slide_mpp, on_error="fill")
-    grid = plan_slide_grid(slide, spec.spacing_um_px, spec.patch_size_pixels)
-    slide.reserve_tile_rows(grid.level)
-    grid, _ = tissue_tiles(grid, slide_tissue_mask(slide), min_tissue)
+    grid, _ = tissue_tile_grid(slide, spec.spacing_um_px, spec.patch_size_pixels, min_tissue)
     return {"slide": slide, "spec": spec, "model": model, "grid": grid}
 
 

@@ -18,6 +18,7 @@ from magicgui.widgets import Container, FloatSpinBox, Label, ProgressBar, PushBu
 
 from napari_histo._napari._widgets._ml_stack import ensure_ml_stack
 from napari_histo._napari._widgets._result_layers import add_prediction_layers
+from napari_histo._napari._widgets._workers import start_with_cancel
 
 __all__ = ["RetrainWidget", "corrected_tile_classes", "retrain_and_predict"]
 
@@ -128,10 +129,7 @@ class RetrainWidget(Container):
             lambda out: self._show(out, slide_layer, int((tile_classes >= 0).sum()))
         )
         self._worker.errored.connect(lambda exc: setattr(self.summary, "value", f"failed: {exc}"))
-        self._worker.finished.connect(lambda: setattr(self.cancel_button, "enabled", False))
-        self.cancel_button.enabled = True
-        self._worker.start()
-        return self._worker
+        return start_with_cancel(self._worker, self.cancel_button)
 
     def cancel(self) -> None:
         if self._worker is not None:

@@ -18,6 +18,7 @@ import napari
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, ProgressBar, PushButton, create_widget
 
+from napari_histo._napari._widgets._workers import start_with_cancel
 from napari_histo.core.stain import StainMethod, StainParams, fit_stain, normalize_stain
 
 __all__ = ["StainOutput", "StainWidget", "normalize_pixels", "overview", "visible_region"]
@@ -124,10 +125,7 @@ class StainWidget(Container):
         )
         self._worker.yielded.connect(self.progress.set_value)
         self._worker.returned.connect(lambda result: self._show(result, layer, offset, level))
-        self._worker.finished.connect(lambda: setattr(self.cancel_button, "enabled", False))
-        self.cancel_button.enabled = True
-        self._worker.start()
-        return self._worker
+        return start_with_cancel(self._worker, self.cancel_button)
 
     def cancel(self) -> None:
         if self._worker is not None:

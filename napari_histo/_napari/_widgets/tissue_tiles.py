@@ -22,6 +22,7 @@ from magicgui.widgets import (
     create_widget,
 )
 
+from napari_histo._napari._widgets._workers import start_with_cancel
 from napari_histo.core.tissue import TissueConfig, TissueMethod
 
 __all__ = ["TissueTilesWidget", "compute_tissue_tiles"]
@@ -90,10 +91,7 @@ class TissueTilesWidget(Container):
         )  # fmt: skip
         self._worker.yielded.connect(self.progress.set_value)
         self._worker.returned.connect(lambda result: self._show(result, mpp or 1.0, layer))
-        self._worker.finished.connect(lambda: setattr(self.cancel_button, "enabled", False))
-        self.cancel_button.enabled = True
-        self._worker.start()
-        return self._worker
+        return start_with_cancel(self._worker, self.cancel_button)
 
     def _config(self) -> TissueConfig:
         return TissueConfig(
