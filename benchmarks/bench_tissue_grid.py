@@ -21,7 +21,7 @@ import tifffile
 
 from napari_histo.io import open_slide
 from napari_histo.io.patches import DEFAULT_MASK_MPP, plan_slide_grid, slide_tissue_mask, tissue_tiles
-from napari_histo.io.synthetic import write_synthetic_slide
+from napari_histo.data.synthetic import write_synthetic_slide
 
 TILE = 256
 MPP = 0.25

@@ -10,13 +10,16 @@ from __future__ import annotations
 __all__ = [
     "CorruptSlideError",
     "CorruptTileError",
+    "DeviceUnavailableError",
     "DownloadError",
     "HistoError",
     "InvalidImageError",
+    "InvalidParameterError",
     "MissingDependencyError",
     "MissingMppError",
     "NoTissueError",
     "SlideNotFoundError",
+    "TrainingFailedError",
     "UnsupportedCompressionError",
     "UnsupportedFormatError",
 ]
@@ -64,3 +67,15 @@ class NoTissueError(HistoError, ValueError):
 
 class MissingDependencyError(HistoError, ImportError):
     """An optional package (torch, qupath_bridge ...) is needed and not installed."""
+
+
+class InvalidParameterError(HistoError, ValueError):
+    """A setting is out of its range (a fraction above 1, a negative µm/px ...); the message names it."""
+
+
+class DeviceUnavailableError(HistoError, RuntimeError):
+    """The compute device asked for (e.g. ``cuda``) does not exist on this machine."""
+
+
+class TrainingFailedError(HistoError, RuntimeError):
+    """A training run (e.g. fine-tuning in a child process) ended with an error; the message has its log."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from qupath_bridge._report import ReadReport, Severity
@@ -88,8 +89,8 @@ def parse_classification(value: Any, index: int, report: ReadReport) -> Classifi
     if not isinstance(value, dict):
         report.add(index, "bad-classification", Severity.WARNING, f"classification {value!r} ignored")
         return None
-    names = _class_names(value)
-    names = names and _nonempty(names, value, index, report)
+    found = _class_names(value)
+    names = _nonempty(found, value, index, report) if found else ()
     if not names:
         report.add(
             index,
@@ -141,7 +142,7 @@ def parse_measurements(value: Any, index: int, report: ReadReport) -> dict[str, 
     if value is None:
         return {}
     if isinstance(value, dict):
-        items = value.items()
+        items: Iterable[tuple[Any, Any]] = value.items()
     elif isinstance(value, list):
         try:
             items = [(m["name"], m.get("value")) for m in value]

@@ -28,5 +28,5 @@ def groovy_script(name: str) -> str:
     """
     if name not in GROOVY_SCRIPTS:
         raise KeyError(f"unknown script {name!r}; choose one of {sorted(GROOVY_SCRIPTS)}")
-    script = resources.files("qupath_bridge").joinpath("scripts", GROOVY_SCRIPTS[name])
+    script = resources.files("qupath_bridge").joinpath("scripts").joinpath(GROOVY_SCRIPTS[name])
     return script.read_text(encoding="utf-8")

@@ -85,7 +85,8 @@ def objects_to_labels(
     values = _label_values(objects, LabelMode(mode), class_names, labels_from)
     dtype = np.dtype(dtype) if dtype is not None else _smallest_dtype(int(values.max(initial=0)))
     out = np.zeros((rows, cols), dtype=dtype)
-    areal, linear = [], []
+    areal: list[int] = []
+    linear: list[int] = []
     for i, obj in enumerate(objects):
         if values[i] == 0 or obj.geometry is None or obj.geometry.is_empty:
             continue
@@ -121,7 +122,11 @@ def _label_values(
                 )
             values.append(int(value))
         return np.array(values, dtype=np.int64)
-    names = list(class_names) if class_names is not None else sorted({o.class_name for o in objects} - {None})
+    names = (
+        list(class_names)
+        if class_names is not None
+        else sorted({o.class_name for o in objects if o.class_name is not None})
+    )
     index = {name: k + 1 for k, name in enumerate(names)}
     values, unclassified = [], 0
     for i, obj in enumerate(objects):

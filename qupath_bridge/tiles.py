@@ -62,7 +62,10 @@ def tiles_to_objects(
     """
     tile_xy = np.asarray(tile_xy, dtype=np.float64).reshape(-1, 2)
     probabilities = np.asarray(probabilities, dtype=np.float64)
-    width, height = (tile_size_px, tile_size_px) if np.isscalar(tile_size_px) else tile_size_px
+    if isinstance(tile_size_px, Sequence | np.ndarray):
+        width, height = tile_size_px
+    else:
+        width = height = tile_size_px
     if probabilities.shape != (len(tile_xy), len(class_names)):
         raise LabelImageError(
             f"probabilities must have shape (n_tiles, n_classes) = ({len(tile_xy)}, {len(class_names)}), "

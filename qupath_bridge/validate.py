@@ -41,13 +41,13 @@ class ValidationResult:
     @property
     def is_valid(self) -> bool:
         """True when QuPath 0.4–0.7 would import the file unchanged (warnings allowed)."""
-        return self.fatal is None and not self.report.errors
+        return self.fatal is None and self.report is not None and not self.report.errors
 
     def format(self, *, show_info: bool = False, limit: int = 50) -> str:
         """Human-readable report: a verdict line, then one line per issue."""
-        if self.fatal is not None:
-            return f"{self.source}: INVALID: {self.fatal}"
         report = self.report
+        if self.fatal is not None or report is None:
+            return f"{self.source}: INVALID: {self.fatal or 'nothing was read'}"
         n_err = len(report.errors)
         n_warn = sum(1 for i in report.issues if i.severity is Severity.WARNING)
         verdict = "INVALID for QuPath" if n_err else "OK for QuPath"

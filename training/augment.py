@@ -14,12 +14,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from napari_histo.core.stain import RUIFROK_RGB_FROM_HED
 from training.config import AugmentConfig
 
 __all__ = ["augment_batch", "flip_rot90", "hed_jitter", "hed_to_rgb", "random_affine", "rgb_to_hed"]
 
 # Ruifrok & Johnston stain vectors (rows: haematoxylin, eosin, DAB), as in skimage.color.rgb2hed
-_RGB_FROM_HED = torch.tensor([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
+_RGB_FROM_HED = torch.tensor(RUIFROK_RGB_FROM_HED, dtype=torch.float32)
 _HED_FROM_RGB = torch.linalg.inv(_RGB_FROM_HED)
 _EPS = 1e-6
 

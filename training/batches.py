@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from training.data import Samples, decode_image
+from training.samples import Samples, decode_image
 
 __all__ = ["Batch", "PatchDataset", "iterate_batches"]
 

@@ -55,9 +55,9 @@ def bench(architecture: str, batch_size: int, size: int, steps: int, device: str
 
     from napari_histo.models.loading import resolve_device
     from training.config import PhaseConfig, config_from_dict
-    from training.data import Samples
     from training.loop import Context, Fold, make_optimizer, train_epoch
     from training.losses import make_loss
+    from training.samples import Samples
 
     dev = resolve_device(device)
     amp = dev.type == "cuda"

@@ -314,6 +314,10 @@ def _check(config: TrainingConfig, source: str) -> None:
                 raise ConfigError(
                     f"{source}: train.phases[{i}].{key} = {value!r}; choose one of {', '.join(allowed)}"
                 )
+        if phase.epochs < 1:
+            raise ConfigError(f"{source}: train.phases[{i}].epochs = {phase.epochs}; give 1 or more epochs")
+        if not phase.lr >= 0:  # 0 is allowed: frozen weights (tests of early stopping use it)
+            raise ConfigError(f"{source}: train.phases[{i}].lr = {phase.lr}; the learning rate must be >= 0")
         if not (phase.trainable in ("all", "head") or phase.trainable.startswith("from:")):
             raise ConfigError(
                 f"{source}: train.phases[{i}].trainable = {phase.trainable!r}; use all, head or "

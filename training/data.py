@@ -2,7 +2,9 @@
 
 Every source becomes one :class:`Samples` (paths or in-memory pixels, integer
 labels, a group per sample for slide/patient splits, a content hash for
-de-duplication).  :mod:`training.splits` splits and balances them;
+de-duplication).  The small shared types (:class:`Samples`, :class:`DataError`,
+:func:`decode_image`) live in :mod:`training.samples` and are re-exported here.
+:mod:`training.splits` splits and balances them;
 :class:`PatchDataset` serves uint8 (rows, cols, 3) tensors to a DataLoader.
 """
 
@@ -12,12 +14,13 @@ import csv
 import hashlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from training.config import ConfigError, DataConfig
+from training.config import DataConfig
+from training.samples import DataError, Samples, decode_image
 
 __all__ = [
     "IDC_PATTERN",
@@ -36,85 +39,6 @@ __all__ = [
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 #: IDC convention: ``{patient}_idx5_x{X}_y{Y}_class{C}.png``
 IDC_PATTERN = re.compile(r"^(?P<patient>.+?)_.*x(?P<x>\d+)_y(?P<y>\d+)_class(?P<label>\d+)\.\w+$")
-
-
-class DataError(ConfigError):
-    """The data a recipe points at cannot make a training set (empty class, one class, bad labels)."""
-
-
-@dataclass(frozen=True)
-class Samples:
-    """A labelled set of patches.
-
-    Attributes
-    ----------
-    labels : ndarray, int64, shape (n,)
-    class_names : tuple of str
-    paths : tuple of str
-        Image files (empty when ``images`` holds the pixels).
-    images : ndarray, uint8, shape (n, rows, cols, 3), or None
-    groups : ndarray of str, shape (n,)
-        Slide or patient of each patch (its file name when unknown).
-    split : ndarray of str, shape (n,)
-        ``train``/``valid``/``test`` when the source fixes the split, else ``""``.
-    hashes : ndarray of str, shape (n,)
-        Content hash (md5 of the file bytes or pixels) for de-duplication.
-    masks : ndarray, uint8, shape (n, rows, cols), or None
-        Segmentation targets (class index per pixel).
-    """
-
-    labels: np.ndarray
-    class_names: tuple[str, ...]
-    paths: tuple[str, ...] = ()
-    images: np.ndarray | None = None
-    groups: np.ndarray | None = None
-    split: np.ndarray | None = None
-    hashes: np.ndarray | None = None
-    masks: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def subset(self, index: np.ndarray) -> Samples:
-        index = np.asarray(index, dtype=np.int64)
-
-        def pick(a: np.ndarray | None) -> np.ndarray | None:
-            return None if a is None else a[index]
-
-        return replace(
-            self,
-            labels=self.labels[index],
-            paths=tuple(self.paths[i] for i in index) if self.paths else (),
-            images=pick(self.images),
-            groups=pick(self.groups),
-            split=pick(self.split),
-            hashes=pick(self.hashes),
-            masks=pick(self.masks),
-        )
-
-    def counts(self) -> dict[str, int]:
-        return {name: int((self.labels == i).sum()) for i, name in enumerate(self.class_names)}
-
-    def with_pixels(self) -> Samples:
-        """Decode every file once into memory (faster epochs on small sets)."""
-        if self.images is not None:
-            return self
-        return replace(self, images=np.stack([decode_image(p) for p in self.paths]))
-
-
-def decode_image(path: str | Path, size: int = 0) -> np.ndarray:
-    """uint8 (rows, cols, 3) RGB from a PNG/JPEG/TIFF file; resized to ``size`` when given."""
-    import imagecodecs
-
-    pixels = imagecodecs.imread(str(path))
-    if pixels.ndim == 2:
-        pixels = np.repeat(pixels[..., None], 3, axis=2)
-    pixels = np.ascontiguousarray(pixels[..., :3])
-    if size and pixels.shape[:2] != (size, size):
-        from skimage.transform import resize
-
-        pixels = (resize(pixels, (size, size), anti_aliasing=True) * 255).round().astype(np.uint8)
-    return pixels
 
 
 def load_samples(config: DataConfig, base: Path, work_dir: Path | None = None) -> Samples:

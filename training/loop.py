@@ -23,9 +23,9 @@ from training.augment import augment_batch
 from training.batches import epoch_order, iterate_batches
 from training.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
 from training.config import ConfigError, PhaseConfig, TrainingConfig
-from training.data import Samples
 from training.metrics import classification_metrics, segmentation_metrics
 from training.network import freeze_batchnorm_stats, set_trainable
+from training.samples import Samples
 
 __all__ = ["Fold", "NonFiniteLossError", "evaluate", "fit", "make_optimizer", "make_scheduler", "prepare"]
 

@@ -169,7 +169,7 @@ def make_spec(config: TrainingConfig, train: Samples, stain: dict[str, Any] | No
 def _patch_size(samples: Samples) -> int:
     if samples.images is not None:
         return int(samples.images.shape[1])
-    from training.data import decode_image
+    from training.samples import decode_image
 
     return int(decode_image(samples.paths[0]).shape[0])
 

@@ -2,7 +2,7 @@
 
 Tiles are planned on the tiling grid at ``data.tile_mpp`` µm/px, kept where
 there is tissue, labelled by the annotation under each tile's centre, and
-exported with :func:`napari_histo.io.tile_export.export_tiles` (class folders
+exported with :func:`napari_histo.pipeline.tiles.export_slide_tiles` (class folders
 + ``tiles.csv``, resumable), so a recipe on slides trains on exactly what
 ``histo tiles`` would write.  Splits then group by slide.
 """
@@ -11,16 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-from napari_histo.core.tile_labels import label_tiles
-from napari_histo.core.tiling import select_tiles
-from napari_histo.io import open_slide
-from napari_histo.io.annotations import read_annotation_regions
-from napari_histo.io.patches import plan_slide_grid, slide_tissue_mask, tissue_tiles
-from napari_histo.io.tile_export import export_tiles
+from napari_histo.core.progress import run_to_end
+from napari_histo.pipeline.session import open_session
+from napari_histo.pipeline.tiles import export_slide_tiles
 from training.config import DataConfig
-from training.data import DataError
+from training.samples import DataError
 
 __all__ = ["export_annotated_tiles"]
 
@@ -34,26 +29,21 @@ def export_annotated_tiles(config: DataConfig, base: Path, out_dir: Path) -> Pat
         )
     wanted = set(config.class_names)
     seen: set[str] = set()
+    exported = 0
     for slide_path, geojson in zip(config.slides, config.annotations):
-        slide = open_slide(base / slide_path)
-        grid = plan_slide_grid(slide, config.tile_mpp, config.tile_px)
-        grid, fractions = tissue_tiles(grid, slide_tissue_mask(slide), config.min_tissue)
-        codes, names = label_tiles(grid, read_annotation_regions(base / geojson))
-        seen |= set(names)
-        labels = np.array([names[c] if c >= 0 else "" for c in codes], dtype=object)
-        keep = (codes >= 0) & np.array([(not wanted) or lab in wanted for lab in labels], dtype=bool)
-        if keep.any():
-            chosen = select_tiles(grid, keep)
-            for _ in export_tiles(
-                slide, chosen, out_dir, fractions=fractions[keep], labels=list(labels[keep])
-            ):
-                pass
+        with open_session(base / slide_path) as session:
+            export = run_to_end(export_slide_tiles(
+                session, out_dir, target_mpp=config.tile_mpp, tile_px=config.tile_px,
+                min_tissue=config.min_tissue, annotations=base / geojson, classes=sorted(wanted) or None,
+            ))  # fmt: skip
+        seen |= set(export.annotation_classes)
+        exported += len(export.grid)
     if wanted and not wanted & seen:
         raise DataError(
             f"the annotation classes {sorted(seen)} do not match the recipe's data.class_names "
             f"{sorted(wanted)}; rename the classes in QuPath or fix data.class_names"
         )
-    if not (out_dir / "tiles.csv").exists():
+    if not exported:
         raise DataError(
             f"no annotated tissue tile in {list(config.slides)}; check the annotations and min_tissue"
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from training.config import DataConfig
-from training.data import DataError, Samples
+from training.samples import DataError, Samples
 
 __all__ = ["balanced_class_weights", "sample_weights", "split_samples", "undersample"]
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from napari_histo.core.stain import StainNormalizer, normalize_stain
 from napari_histo.errors import NoTissueError
-from training.data import Samples
+from training.samples import Samples
 
 __all__ = ["fit_stain_target", "normalize_samples"]
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from napari_histo.core.stain import RUIFROK_RGB_FROM_HED
 from training.config import DataConfig
-from training.data import Samples
+from training.samples import Samples
 
 __all__ = ["render_patch", "synthetic_samples"]
 
 _STAINS = {
-    "standard": (np.array([0.65, 0.70, 0.29]), np.array([0.07, 0.99, 0.11])),
+    "standard": (RUIFROK_RGB_FROM_HED[0], RUIFROK_RGB_FROM_HED[1]),
     "variant": (np.array([0.45, 0.85, 0.27]), np.array([0.03, 0.80, 0.60])),
 }
 _DEFAULT_NAMES = {

@@ -8,7 +8,7 @@ from typing import Any
 from napari_histo._napari._widgets._result_layers import add_prediction_layers
 from napari_histo._napari.reader import slide_layer_data
 from napari_histo._napari.viewer import show_scale_bar
-from napari_histo.io import open_slide
+from napari_histo.pipeline.session import open_session
 
 __all__ = ["show_journey"]
 
@@ -27,13 +27,15 @@ def show_journey(slide_path: str | Path, predictions: str | Path | None, model: 
     from napari_histo._napari._widgets.tissue_tiles import TissueTilesWidget
 
     viewer = viewer or napari.Viewer(title="napari-histo")
-    slide = open_slide(slide_path)
-    data, kwargs, _ = slide_layer_data(slide)
+    data, kwargs, _ = slide_layer_data(open_session(slide_path))
     slide_layer = viewer.add_image(data, **kwargs)
     if predictions is not None and Path(predictions).exists():
         from napari_histo.models.engine import load_tile_predictions
 
-        add_prediction_layers(viewer, load_tile_predictions(predictions), slide_layer, slide.mpp or 1.0)
+        result = load_tile_predictions(predictions)
+        layers = add_prediction_layers(viewer, result, slide_layer)
+        if model:
+            layers["classes"].metadata["napari_histo"].update({"predictions": result, "model": model})
     docks = [
         ("tissue", "1. Tissue and tiles", TissueTilesWidget),
         ("stain", "2. Stain normalisation", StainWidget),

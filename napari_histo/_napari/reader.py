@@ -7,11 +7,11 @@ readers may try), and damaged slides also show a notification that says why.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from napari_histo.errors import HistoError, UnsupportedFormatError
 from napari_histo.io import SLIDE_EXTENSIONS, Slide, open_slide
+from napari_histo.pipeline.session import SlideSession
 
 __all__ = ["get_slide_reader", "slide_layer_data"]
 
@@ -48,32 +48,38 @@ def get_slide_reader(path: str | list[str]) -> Any:
     return read
 
 
-def slide_layer_data(slide: Slide) -> tuple[Any, dict[str, Any], str]:
-    """A napari layer-data tuple for ``slide``: lazy levels, ``scale`` in µm/px."""
-    data = slide.to_dask()
-    samples = slide.level_info[0].shape[2] if len(slide.level_info[0].shape) == 3 else 1
-    mpp = slide.mpp if slide.mpp is not None else 1.0
+def slide_layer_data(slide: Slide | SlideSession) -> tuple[Any, dict[str, Any], str]:
+    """A napari layer-data tuple for a slide: lazy levels, ``scale`` in µm/px, the session in metadata.
+
+    The layer's metadata carries the pipeline session (the open slide and its
+    µm/px) that the napari-histo docks work on.
+    """
+    session = slide if isinstance(slide, SlideSession) else SlideSession(slide)
+    data = session.slide.to_dask()
+    info = session.slide.level_info[0]
+    samples = info.shape[2] if len(info.shape) == 3 else 1
     kwargs: dict[str, Any] = {
-        "name": Path(slide.path).name,
+        "name": session.name,
         "multiscale": len(data) > 1,
         "rgb": samples in (3, 4),
-        "scale": (mpp, mpp),
         "metadata": {
             "napari_histo": {
-                "path": str(slide.path),
-                "mpp": slide.mpp,
-                "mpp_source": slide.mpp_source,
-                "info": slide.info(),
+                "session": session,
+                "path": str(session.path),
+                "mpp": session.mpp,
+                "mpp_source": session.mpp_source,
+                "info": session.slide.info(),
             }
         },
     }
-    if slide.mpp is not None:
+    if session.mpp is not None:
+        kwargs["scale"] = (session.mpp, session.mpp)
         kwargs["units"] = ("µm", "µm")
     else:
         _notify(
-            f"{Path(slide.path).name} has no µm/px in its metadata: shown in pixels. "
-            "Tiling and models need a scale; pass --mpp on the command line or set it in the "
-            "napari-histo widgets.",
+            f"{session.name} has no µm/px in its metadata: shown in pixels. Tiling and models need a "
+            "scale: give the slide's µm/px in a napari-histo dock ('slide µm/px') or --slide-mpp on the "
+            "command line.",
             level="info",
         )
     if len(data) == 1:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from napari_histo.io import open_slide
-from napari_histo.io.samples import cmu_small_region_path, synthetic_slide_path
+from napari_histo.data import cmu_small_region_path, synthetic_slide_path
+from napari_histo.pipeline.session import open_session
 
 __all__ = ["cmu_small_region", "synthetic_slide"]
 
@@ -14,11 +14,11 @@ def synthetic_slide() -> list[tuple[Any, dict[str, Any], str]]:
     """The synthetic H&E pyramid, generated once into the user cache."""
     from napari_histo._napari.reader import slide_layer_data
 
-    return [slide_layer_data(open_slide(synthetic_slide_path()))]
+    return [slide_layer_data(open_session(synthetic_slide_path()))]
 
 
 def cmu_small_region() -> list[tuple[Any, dict[str, Any], str]]:
     """OpenSlide's CMU-1-Small-Region (CC0), downloaded once into the user cache."""
     from napari_histo._napari.reader import slide_layer_data
 
-    return [slide_layer_data(open_slide(cmu_small_region_path()))]
+    return [slide_layer_data(open_session(cmu_small_region_path()))]

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import click
 
-__all__ = ["DEFAULT_MODEL", "demo"]
+from napari_histo.pipeline.model import DEFAULT_MODEL
 
-DEFAULT_MODEL = "pcam-mobilenetv2"
+__all__ = ["demo"]
 
 
 @click.command()
@@ -59,9 +59,9 @@ def demo(out: Path, model: str, slide: Path | None, device: str, headless: bool 
       journey.json              what each step did
     With a display it then opens the slide, the predictions and the docks in napari.
     """
-    from napari_histo.io.samples import cache_dir, synthetic_slide_path
-    from napari_histo.models.journey import run_journey
-    from napari_histo.models.slide_job import outputs_for
+    from napari_histo.data import cache_dir, synthetic_slide_path
+    from napari_histo.pipeline.journey import run_journey
+    from napari_histo.pipeline.slide_job import outputs_for
 
     if slide is None:
         click.echo(f"sample slide (generated once into {cache_dir()}) ...")

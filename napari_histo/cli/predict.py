@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from napari_histo.cli._progress import run_with_bar
+
 __all__ = ["predict"]
 
 
@@ -50,28 +52,22 @@ def predict(
       histo predict cohort/*.svs --model my-model --out results/ --device cuda --batch-size 512
       histo predict cohort/*.svs --model m --out r/ --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT
     """
-    from tqdm import tqdm
-
     from napari_histo.models.engine import InferenceConfig
-    from napari_histo.models.loading import load_model, resolve_model_dir
-    from napari_histo.models.slide_job import SlideJob, run_slide_job
+    from napari_histo.pipeline.model import resolve_model
+    from napari_histo.pipeline.session import check_mpp
+    from napari_histo.pipeline.slide_job import SlideJob, run_slide_job
+    from napari_histo.pipeline.tissue import check_fraction
 
     index, count = _parse_shard(shard)
+    check_fraction(min_tissue, "--min-tissue")
+    slide_mpp = None if slide_mpp is None else check_mpp(slide_mpp, "--slide-mpp")
     chosen = list(slides)[index::count]
-    model_path = resolve_model_dir(model_dir)
+    model = resolve_model(model_dir, device)
+    model.network()  # fail now on a bad device or weights, not after the first slide
     config = InferenceConfig(device=device, batch_size=batch_size, workers=workers, compile=compile_model)
-    model = load_model(model_path, device=device)
     for slide in chosen:
-        job = SlideJob(slide, model_path, out_dir, config, min_tissue, slide_mpp, stain, stain_ref)
-        with tqdm(desc=slide.name, unit="tile", leave=True) as bar:
-
-            def show(p, bar=bar):
-                bar.total = p.total
-                bar.n = p.done
-                bar.set_postfix_str(f"{p.tiles_per_s:,.0f} tiles/s")
-                bar.refresh()
-
-            summary = run_slide_job(job, progress=show, model=model)
+        job = SlideJob(slide, out_dir, config, min_tissue, slide_mpp, stain, stain_ref)
+        summary = run_with_bar(run_slide_job(job, model), slide.name, "tile")
         if summary.get("skipped"):
             click.echo(f"{slide.name}: already done (delete its .summary.json to run again)")
         else:

@@ -6,15 +6,13 @@ from pathlib import Path
 
 import click
 import numpy as np
-from tqdm import tqdm
 
-from napari_histo.core.tile_labels import LabelMode, label_tiles
-from napari_histo.core.tiling import mpp_from_magnification, select_tiles
+from napari_histo.cli._progress import run_with_bar
+from napari_histo.core.tile_labels import TileLabelRule
+from napari_histo.core.tiling import mpp_from_magnification
 from napari_histo.core.tissue import TissueMethod
-from napari_histo.io import open_slide
-from napari_histo.io.annotations import read_annotation_regions
-from napari_histo.io.patches import plan_slide_grid, slide_tissue_mask, tissue_tiles
-from napari_histo.io.tile_export import export_tiles
+from napari_histo.pipeline.session import open_session
+from napari_histo.pipeline.tiles import export_slide_tiles
 
 __all__ = ["tiles"]
 
@@ -63,7 +61,7 @@ __all__ = ["tiles"]
 )
 @click.option(
     "--label-mode",
-    type=click.Choice([m.value for m in LabelMode]),
+    type=click.Choice([m.value for m in TileLabelRule]),
     default="centre",
     show_default=True,
     help="Class of a tile: the region under its centre, or the majority.",
@@ -106,35 +104,15 @@ def tiles(
         target_mpp = mpp_from_magnification(magnification)
     if overlap_px >= tile_px:
         raise click.BadParameter(f"--overlap {overlap_px} must be smaller than --tile-px {tile_px}")
-    with open_slide(slide, mpp=slide_mpp) as opened:
-        grid = plan_slide_grid(opened, target_mpp, tile_px, overlap_px)
-        total = len(grid)
-        if total == 0:
-            rows, cols = opened.dimensions
-            raise click.ClickException(
-                f"{slide.name} is {cols:,} x {rows:,} px, smaller than one tile of {tile_px} px at "
-                f"{target_mpp:g} µm/px ({grid.tile_px_level0:,.0f} level-0 px): "
-                "use a smaller --tile-px or --mpp"
-            )
-        mask = slide_tissue_mask(opened, tissue_method)
-        grid, fractions = tissue_tiles(grid, mask, min_tissue)
-        labels = None
-        if annotations is not None:
-            codes, names = label_tiles(grid, read_annotation_regions(annotations), label_mode)
-            keep = codes >= 0
-            grid, fractions = select_tiles(grid, keep), fractions[keep]
-            labels = [names[c] for c in codes[keep]]
-        click.echo(
-            f"{slide.name}: {len(grid):,} of {total:,} tiles kept ({tile_px} px at {target_mpp:g} µm/px, "
-            f"read from level {grid.level})"
-        )
-        with tqdm(total=len(grid), unit="tile", desc="tiles", disable=None) as bar:
-            for done in export_tiles(
-                opened, grid, out_dir, fractions=fractions, labels=labels,
-                image_format=image_format, workers=workers,
-            ):  # fmt: skip
-                bar.update(done - bar.n)
-    _summary(out_dir, labels, len(grid))
+    with open_session(slide, slide_mpp, on_error="raise") as session:
+        work = export_slide_tiles(
+            session, out_dir, target_mpp=target_mpp, tile_px=tile_px, overlap_px=overlap_px,
+            min_tissue=min_tissue, tissue_method=tissue_method, annotations=annotations,
+            label_rule=label_mode, image_format=image_format, workers=workers,
+        )  # fmt: skip
+        click.echo(f"{slide.name}: {next(work).stage} ({tile_px} px at {target_mpp:g} µm/px)")
+        export = run_with_bar(work, "tiles", "tile")
+    _summary(out_dir, export.labels, len(export.grid))
 
 
 def _summary(out_dir: Path, labels: list[str] | None, count: int) -> None:

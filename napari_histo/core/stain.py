@@ -29,17 +29,26 @@ from napari_histo.errors import NoTissueError
 
 __all__ = [
     "MIN_TISSUE_PX",
+    "RUIFROK_RGB_FROM_HED",
     "StainMethod",
     "StainNormalizer",
     "StainParams",
     "check_same_method",
     "fit_stain",
+    "macenko_reference",
     "normalize_stain",
     "too_little_tissue",
 ]
 
 #: fewest stained pixels a stain estimate is made from
 MIN_TISSUE_PX = 100
+#: Ruifrok & Johnston's optical-density vectors (rows: haematoxylin, eosin, DAB/residual), the
+#: colours of textbook H&E; used to render synthetic slides and to jitter stains in training
+RUIFROK_RGB_FROM_HED = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
+#: Macenko et al.'s reference H&E stain vectors (rows: haematoxylin, eosin) and 99th-percentile
+#: concentrations: the target most Macenko implementations map to by default
+MACENKO_REFERENCE_MATRIX = ((0.5626, 0.7201, 0.4062), (0.2159, 0.8012, 0.5581))
+MACENKO_REFERENCE_MAX_CONCENTRATIONS = (1.9705, 1.0308)
 _JSON_FORMAT = "napari-histo/stain-params"
 # images processed together; on the CPU one at a time keeps the float64 intermediates in cache and
 # measured fastest (224² tiles: 1 -> 208, 4 -> 175, 64 -> 63 tiles/s); batching pays in torch on a GPU
@@ -118,6 +127,15 @@ class StainParams:
     @classmethod
     def from_json(cls, text: str) -> StainParams:
         return cls.from_dict(json.loads(text))
+
+
+def macenko_reference() -> StainParams:
+    """Macenko et al.'s reference H&E target (the demo's and the usual default target)."""
+    return StainParams(
+        StainMethod.MACENKO,
+        np.asarray(MACENKO_REFERENCE_MATRIX),
+        np.asarray(MACENKO_REFERENCE_MAX_CONCENTRATIONS),
+    )
 
 
 def fit_stain(
@@ -209,23 +227,27 @@ def normalize_stain(
 def _reinhard(flat: np.ndarray, target: StainParams, source: StainParams | None) -> np.ndarray:
     lab = sm.rgb_to_lab(flat)
     if source is not None:
-        mean, std = source.lab_mean[None], source.lab_std[None]
+        mean = _fitted(source.lab_mean, "lab_mean", source)[None]
+        std = _fitted(source.lab_std, "lab_std", source)[None]
     else:
         keep = sm.tissue_mask_any(flat)
         w = keep[..., None].astype(np.float64)
         count = w.sum(axis=1)
         mean = (lab * w).sum(axis=1) / count
         std = np.sqrt((((lab - mean[:, None]) ** 2) * w).sum(axis=1) / count)
-    scaled = (lab - mean[:, None]) / np.maximum(std, 1e-6)[:, None] * target.lab_std + target.lab_mean
+    target_mean = _fitted(target.lab_mean, "lab_mean", target)
+    target_std = _fitted(target.lab_std, "lab_std", target)
+    scaled = (lab - mean[:, None]) / np.maximum(std, 1e-6)[:, None] * target_std + target_mean
     return sm.lab_to_rgb(scaled)
 
 
 def _deconvolve(flat: np.ndarray, target: StainParams, source: StainParams | None) -> np.ndarray:
     od = sm.od_from_rgb(flat)
     if source is not None:
-        he = np.broadcast_to(source.stain_matrix, (flat.shape[0], 2, 3))
+        he = np.broadcast_to(_fitted(source.stain_matrix, "stain_matrix", source), (flat.shape[0], 2, 3))
         conc = sm.concentrations(od, he)
-        max_c = np.broadcast_to(source.max_concentrations, (flat.shape[0], 2))
+        source_max_c = _fitted(source.max_concentrations, "max_concentrations", source)
+        max_c = np.broadcast_to(source_max_c, (flat.shape[0], 2))
     else:
         keep = sm.stained_mask(flat)
         if target.method is StainMethod.MACENKO:
@@ -234,8 +256,18 @@ def _deconvolve(flat: np.ndarray, target: StainParams, source: StainParams | Non
             he = np.stack([vahadane_matrix(od[i][keep[i]]) for i in range(flat.shape[0])])
         conc = sm.concentrations(od, he)
         max_c = sm.masked_quantile(conc, keep, sm.MAX_C_PERCENT / 100)
-    scale = target.max_concentrations / np.maximum(max_c, 1e-6)
-    return sm.rgb_from_od((conc * scale[:, None]) @ target.stain_matrix)
+    scale = _fitted(target.max_concentrations, "max_concentrations", target) / np.maximum(max_c, 1e-6)
+    return sm.rgb_from_od((conc * scale[:, None]) @ _fitted(target.stain_matrix, "stain_matrix", target))
+
+
+def _fitted(value: np.ndarray | None, name: str, params: StainParams) -> np.ndarray:
+    """A fitted field of ``params``; ``ValueError`` naming it when the parameters lack it."""
+    if value is None:
+        raise ValueError(
+            f"{params.method.value} stain parameters have no {name}; fit them with fit_stain or load "
+            "complete ones with StainParams.from_dict"
+        )
+    return value
 
 
 def check_same_method(target: StainParams, source: StainParams | None) -> None:

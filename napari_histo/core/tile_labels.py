@@ -16,15 +16,15 @@ from skimage.measure import points_in_poly
 
 from napari_histo.core.tiling import TileGrid, tile_windows, window_sums
 
-__all__ = ["AnnotationRegion", "LabelMode", "label_tiles"]
+__all__ = ["AnnotationRegion", "TileLabelRule", "label_tiles"]
 
 # the raster for "majority" gives each tile about this many pixels along an edge
 _RASTER_PX_PER_TILE = 16
 _RASTER_MAX_PX = 8192
 
 
-class LabelMode(str, Enum):
-    """How a tile gets its class from the regions."""
+class TileLabelRule(str, Enum):
+    """How a tile gets its class from annotated regions (``qupath_bridge.LabelMode`` is another thing)."""
 
     CENTRE = "centre"
     MAJORITY = "majority"
@@ -51,7 +51,7 @@ class AnnotationRegion:
 def label_tiles(
     grid: TileGrid,
     regions: list[AnnotationRegion],
-    mode: LabelMode | str = LabelMode.CENTRE,
+    mode: TileLabelRule | str = TileLabelRule.CENTRE,
 ) -> tuple[np.ndarray, tuple[str, ...]]:
     """The class of each tile from annotated regions.
 
@@ -60,7 +60,7 @@ def label_tiles(
     grid : TileGrid
     regions : list of AnnotationRegion
         Where regions overlap, the later one wins.
-    mode : LabelMode or {"centre", "majority"}
+    mode : TileLabelRule or {"centre", "majority"}
 
     Returns
     -------
@@ -71,14 +71,14 @@ def label_tiles(
     class_names : tuple of str
         Sorted, unique.
     """
-    mode = LabelMode(mode)
+    mode = TileLabelRule(mode)
     class_names = tuple(sorted({r.class_name for r in regions}))
     codes = np.full(len(grid), -1, np.int32)
     if not regions or len(grid) == 0:
         return codes, class_names
     index = {name: i for i, name in enumerate(class_names)}
-    if mode is LabelMode.CENTRE:
-        centres = grid.origins_rc + grid.tile_px_level0 / 2.0
+    if mode is TileLabelRule.CENTRE:
+        centres = grid.centres_rc()
         for region in regions:
             codes[_inside(region, centres)] = index[region.class_name]
         return codes, class_names

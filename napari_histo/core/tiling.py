@@ -18,6 +18,7 @@ from napari_histo.errors import MissingMppError
 
 __all__ = [
     "TileGrid",
+    "grid_cells",
     "mpp_from_magnification",
     "plan_tile_grid",
     "resize_tile",
@@ -80,6 +81,28 @@ class TileGrid:
         size = self.tile_px_level0
         origins = self.origins_rc.astype(np.float64)
         return np.concatenate([origins, origins + size], axis=1)
+
+    def centres_rc(self) -> np.ndarray:
+        """(n, 2) float64 centre of each tile, level-0 (row, col) in the pixel-centre convention.
+
+        Pixel ``(r, c)`` is centred at ``(r, c)`` (numpy, skimage, napari and
+        ``qupath_bridge.xy_to_rc``), so a tile from pixel ``r`` spanning ``size``
+        pixels covers ``[r - 0.5, r + size - 0.5)`` and is centred at ``r + size/2 - 0.5``.
+        """
+        return self.origins_rc.astype(np.float64) + (self.tile_px_level0 / 2 - 0.5)
+
+
+def grid_cells(grid: TileGrid) -> tuple[tuple[int, int], np.ndarray]:
+    """The grid's (rows, cols) of cells and each tile's (row, col) cell, from origins and stride.
+
+    A class map or heatmap of a grid is an array of this shape, cell ``(i, j)``
+    holding the tile whose origin is ``(i, j) * stride``.
+    """
+    stride = grid.stride_px_level0
+    cells = np.rint(grid.origins_rc / stride).astype(np.int64).reshape(-1, 2)
+    rows = int(np.floor((grid.slide_shape_rc[0] - grid.tile_px_level0) / stride + 1e-9)) + 1
+    cols = int(np.floor((grid.slide_shape_rc[1] - grid.tile_px_level0) / stride + 1e-9)) + 1
+    return (max(rows, 0), max(cols, 0)), cells
 
 
 def mpp_from_magnification(magnification: float) -> float:

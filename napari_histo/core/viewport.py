@@ -10,7 +10,7 @@ import numpy as np
 
 from napari_histo.core.tiling import TileGrid
 
-__all__ = ["tiles_in_polygons", "tiles_in_view", "view_order"]
+__all__ = ["tile_at", "tiles_in_polygons", "tiles_in_view", "view_order"]
 
 
 def tiles_in_view(grid: TileGrid, bounds_rc: tuple[float, float, float, float]) -> np.ndarray:
@@ -28,7 +28,7 @@ def view_order(
     if done is not None:
         indices = indices[~done[indices]]
     centre = np.array([(bounds_rc[0] + bounds_rc[2]) / 2, (bounds_rc[1] + bounds_rc[3]) / 2])
-    tile_centres = grid.origins_rc[indices] + grid.tile_px_level0 / 2
+    tile_centres = grid.centres_rc()[indices]
     distance = np.hypot(*(tile_centres - centre).T) if len(indices) else np.zeros(0)
     return indices[np.argsort(distance, kind="stable")]
 
@@ -37,9 +37,17 @@ def tiles_in_polygons(grid: TileGrid, polygons_rc: list[np.ndarray]) -> np.ndarr
     """Indices (int64) of the tiles whose centre lies inside any polygon ((k, 2) level-0 row, col)."""
     from skimage.measure import points_in_poly
 
-    centres = grid.origins_rc + grid.tile_px_level0 / 2
+    centres = grid.centres_rc()
     inside = np.zeros(len(grid), bool)
     for polygon in polygons_rc:
         if len(polygon) >= 3:
             inside |= points_in_poly(centres, np.asarray(polygon, float))
     return np.flatnonzero(inside)
+
+
+def tile_at(grid: TileGrid, point_rc: np.ndarray) -> int | None:
+    """Index of the first tile containing a level-0 (row, col) point, or ``None``."""
+    b = grid.bounds_rc()
+    r, c = point_rc
+    hits = np.flatnonzero((b[:, 0] <= r) & (r < b[:, 2]) & (b[:, 1] <= c) & (c < b[:, 3]))
+    return int(hits[0]) if hits.size else None

@@ -116,9 +116,11 @@ def parse_ome_calibration(ome_xml: str) -> Calibration:
     return Calibration(mpp, magnification, "OME PhysicalSizeX" if mpp else "none")
 
 
-def _to_float(text: object) -> float | None:
+def _to_float(text: str | float | None) -> float | None:
+    if text is None:
+        return None
     try:
-        value = float(text)  # type: ignore[arg-type]
+        value = float(text)
     except (TypeError, ValueError):
         return None
     return value if math.isfinite(value) else None

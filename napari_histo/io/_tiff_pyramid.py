@@ -1,7 +1,9 @@
-"""Turn a TIFF file (SVS, NDPI, OME, generic) into a :class:`Slide`.
+"""Read a TIFF file (SVS, NDPI, OME, generic) into the parts of a slide.
 
 Finds the pyramid levels and the associated images, reads the calibration from
 the vendor's metadata, and rejects damaged files before any pixel is decoded.
+:func:`open_tiff` returns a :class:`~napari_histo.io._slide_parts.SlideParts`;
+``open_slide`` (in ``slide.py``, which imports this module) builds the ``Slide``.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from napari_histo.io._metadata import (
     parse_aperio_description,
     parse_ome_calibration,
 )
+from napari_histo.io._slide_parts import LevelInfo, SlideParts
 from napari_histo.io._tile_reader import OnError, TiffLevelReader, TileCache
-from napari_histo.io.slide import LevelInfo, Slide
 
 __all__ = ["open_tiff"]
 
@@ -28,8 +30,12 @@ _ASSOCIATED = {"label", "macro", "thumbnail", "overview", "map"}
 _SUPPORTED_AXES = {"YXS", "YX"}
 
 
-def open_tiff(path: Path, cache: TileCache, on_error: OnError) -> Slide:
-    """Open ``path`` (already known to start with a TIFF signature)."""
+def open_tiff(path: Path, cache: TileCache, on_error: OnError) -> SlideParts:
+    """Open ``path`` (already known to start with a TIFF signature).
+
+    The returned parts own the open file: call ``parts.close()`` (the
+    ``Slide`` built from them does) or drop every reader to release it.
+    """
     import tifffile
 
     try:
@@ -41,7 +47,7 @@ def open_tiff(path: Path, cache: TileCache, on_error: OnError) -> Slide:
         ) from exc
     source = _OpenFile(tif, os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0)))
     try:
-        return _build_slide(path, tif, source, cache, on_error)
+        return _read_parts(path, tif, source, cache, on_error)
     except BaseException:
         source.close()
         raise
@@ -51,10 +57,10 @@ class _OpenFile:
     """The slide's open TIFF and descriptor, closed by ``close`` or when unreferenced.
 
     Level readers hold this object, so a napari layer that outlives its
-    :class:`Slide` keeps reading, and the file closes once nothing uses it.
+    ``Slide`` keeps reading, and the file closes once nothing uses it.
     """
 
-    def __init__(self, tif: Any, fd: int):
+    def __init__(self, tif: Any, fd: int) -> None:
         self.tif = tif
         self.fd = fd
         self.close = weakref.finalize(self, _close_file, tif, fd)
@@ -65,7 +71,7 @@ def _close_file(tif: Any, fd: int) -> None:
     os.close(fd)
 
 
-def _build_slide(path: Path, tif: Any, source: _OpenFile, cache: TileCache, on_error: OnError) -> Slide:
+def _read_parts(path: Path, tif: Any, source: _OpenFile, cache: TileCache, on_error: OnError) -> SlideParts:
     if not tif.series:
         raise CorruptSlideError(f"{path}: the TIFF holds no image. The file is damaged or not a slide.")
     base = tif.series[0]
@@ -82,7 +88,7 @@ def _build_slide(path: Path, tif: Any, source: _OpenFile, cache: TileCache, on_e
     ]
     _check_not_truncated(path, readers)
     rows0, cols0 = pages[0].shape[:2]
-    infos = [
+    infos = tuple(
         LevelInfo(
             tuple(int(n) for n in page.shape),
             (rows0 / page.shape[0] + cols0 / page.shape[1]) / 2,
@@ -90,23 +96,19 @@ def _build_slide(path: Path, tif: Any, source: _OpenFile, cache: TileCache, on_e
             reader.compression,
         )
         for page, reader in zip(pages, readers)
-    ]
+    )
     fmt, vendor, properties, calibration = _describe(tif, pages[0])
-    slide = Slide(
-        path=path,
+    return SlideParts(
         format=fmt,
         vendor=vendor,
-        mpp=calibration.mpp,
-        mpp_source=calibration.source,
-        magnification=calibration.magnification,
+        calibration=calibration,
         level_info=infos,
         properties=properties,
-        _readers=list(readers),
-        _zarr_factory=lambda i: _zarr_level(pages[i]),
-        _associated=associated,
+        readers=tuple(readers),
+        zarr_factory=lambda i: _zarr_level(pages[i]),
+        associated=associated,
+        close=source.close,
     )
-    slide._closers.append(source.close)
-    return slide
 
 
 def _levels_and_associated(tif: Any) -> tuple[list[Any], dict[str, Any]]:
@@ -139,7 +141,7 @@ def _is_reduction(shape: tuple[int, ...], base: tuple[int, ...]) -> bool:
 class _SeriesLoader:
     """Decodes an associated image on demand; ``shape`` is known without decoding."""
 
-    def __init__(self, series: Any):
+    def __init__(self, series: Any) -> None:
         self._series = series
         self.shape = tuple(int(n) for n in series.shape)
 

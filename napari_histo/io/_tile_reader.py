@@ -107,7 +107,10 @@ class LevelReader:
                 window = window[0]
         elif isinstance(cols, (int, np.integer)):
             window = window[:, 0]
-        return window[(Ellipsis, *rest)] if rest else window
+        if not rest:
+            return window
+        index = (Ellipsis, *rest)  # not window[..., *rest]: that syntax needs Python 3.11
+        return window[index]
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         out = self.read_window(0, 0, self.shape[0], self.shape[1])

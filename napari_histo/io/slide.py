@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,9 @@ from napari_histo.errors import (
     SlideNotFoundError,
     UnsupportedFormatError,
 )
+from napari_histo.io._metadata import Calibration
+from napari_histo.io._slide_parts import LevelInfo, SlideParts
+from napari_histo.io._tiff_pyramid import open_tiff
 from napari_histo.io._tile_reader import (
     ArrayLevel,
     DownsampledLevel,
@@ -47,34 +50,23 @@ _LAZY_PYRAMID_ABOVE_PX = 4096
 _LAZY_PYRAMID_DOWN_TO_PX = 1024
 
 
-@dataclass(frozen=True)
-class LevelInfo:
-    """What one pyramid level is, without its pixels.
+class _LazyLevels:
+    """The slide's one mutable part: ``Slide.levels``, built on first access."""
 
-    ``shape`` is (rows, cols[, samples]); ``downsample`` is level-0 pixels per
-    level pixel; ``tile_shape`` is the file's (rows, cols) chunk, or ``None``
-    for computed levels; ``compression`` names the codec.
-    """
+    __slots__ = ("arrays",)
 
-    shape: tuple[int, ...]
-    downsample: float
-    tile_shape: tuple[int, int] | None
-    compression: str
-    stored: bool = True
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "shape": list(self.shape),
-            "downsample": round(self.downsample, 4),
-            "tile_shape": list(self.tile_shape) if self.tile_shape else None,
-            "compression": self.compression,
-            "stored_in_file": self.stored,
-        }
+    def __init__(self) -> None:
+        self.arrays: list[Any] | None = None
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Slide:
     """An open whole-slide image.  Use :func:`open_slide` to make one.
+
+    A ``Slide`` is immutable: :func:`open_slide` builds it once with its final
+    levels (including computed ones), calibration and tile cache, and assigning
+    to any attribute raises ``dataclasses.FrozenInstanceError``.  Two slides are
+    equal only when they are the same object.
 
     Attributes
     ----------
@@ -92,7 +84,7 @@ class Slide:
     levels : list
         Level 0 first, each (rows, cols, samples): zarr arrays for levels stored
         in the file, dask arrays for levels computed from a single-level image.
-    level_info : list of LevelInfo
+    level_info : tuple of LevelInfo
     properties : dict
         Vendor metadata as strings.
     """
@@ -103,15 +95,26 @@ class Slide:
     mpp: float | None
     mpp_source: str
     magnification: float | None
-    level_info: list[LevelInfo]
+    level_info: tuple[LevelInfo, ...]
     properties: dict[str, str]
-    _readers: list[LevelReader] = field(repr=False)
-    _zarr_factory: Callable[[int], Any] | None = field(default=None, repr=False)
-    _zarr_levels: list[Any] | None = field(default=None, repr=False)
-    _token: str = field(default_factory=lambda: uuid.uuid4().hex, repr=False)
-    _associated: dict[str, Any] = field(default_factory=dict, repr=False)
-    _closers: list[Any] = field(default_factory=list, repr=False)
-    _cache: TileCache | None = field(default=None, repr=False)
+    _readers: tuple[LevelReader, ...] = field(repr=False)
+    _zarr_factory: Callable[[int], Any] | None = field(default=None, repr=False, kw_only=True)
+    _associated: Mapping[str, Any] = field(default_factory=dict, repr=False, kw_only=True)
+    _closers: tuple[Callable[[], Any], ...] = field(default=(), repr=False, kw_only=True)
+    _cache: TileCache | None = field(default=None, repr=False, kw_only=True)
+    _token: str = field(default_factory=lambda: uuid.uuid4().hex, repr=False, init=False)
+    _lazy: _LazyLevels = field(default_factory=_LazyLevels, repr=False, init=False)
+
+    def __post_init__(self) -> None:
+        # normalise sequences to tuples so that no level can be added or removed later
+        object.__setattr__(self, "level_info", tuple(self.level_info))
+        object.__setattr__(self, "_readers", tuple(self._readers))
+        object.__setattr__(self, "_closers", tuple(self._closers))
+        if len(self.level_info) != len(self._readers) or not self._readers:
+            raise ValueError(
+                f"a slide needs one reader per level, got {len(self._readers)} readers "
+                f"for {len(self.level_info)} levels"
+            )
 
     # -- geometry -----------------------------------------------------------------
     @property
@@ -130,14 +133,14 @@ class Slide:
     @property
     def levels(self) -> list[Any]:
         """Pyramid levels as arrays, level 0 first (see class docstring)."""
-        if self._zarr_levels is None:
-            self._zarr_levels = [
+        if self._lazy.arrays is None:
+            self._lazy.arrays = [
                 self._zarr_factory(i)
                 if self._zarr_factory is not None and self.level_info[i].stored
                 else self.to_dask(i)
                 for i in range(self.level_count)
             ]
-        return self._zarr_levels
+        return self._lazy.arrays
 
     def level_mpp(self, level: int) -> float | None:
         """µm/px of ``level`` (``None`` without level-0 µm/px)."""
@@ -274,8 +277,9 @@ class Slide:
         return tuple(getattr(loader, "shape", ()))
 
     def close(self) -> None:
-        while self._closers:
-            self._closers.pop()()
+        """Release the file (the closers are idempotent: closing twice is harmless)."""
+        for close in reversed(self._closers):
+            close()
 
     def __enter__(self) -> Slide:
         return self
@@ -321,17 +325,36 @@ def open_slide(
         raise ValueError(f"mpp must be a positive number of micrometres per pixel, got {mpp!r}")
     kind = sniff_format(path)
     cache = TileCache(cache_bytes)
-    if kind == "tiff":
-        from napari_histo.io._tiff_pyramid import open_tiff
+    parts = open_tiff(path, cache, on_error) if kind == "tiff" else _open_plain_image(path, kind)
+    try:
+        return _build_slide(path, parts, cache, mpp)
+    except BaseException:
+        if parts.close is not None:
+            parts.close()
+        raise
 
-        slide = open_tiff(path, cache, on_error)
-    else:
-        slide = _open_plain_image(path, kind)
-    slide._cache = cache
-    _add_lazy_levels(slide)
-    if mpp is not None:
-        slide.mpp, slide.mpp_source = float(mpp), "user"
-    return slide
+
+def _build_slide(path: Path, parts: SlideParts, cache: TileCache, mpp: float | None) -> Slide:
+    """The one place a :class:`Slide` is constructed: computed levels and µm/px decided first."""
+    level_info, readers = _with_lazy_levels(parts.level_info, parts.readers)
+    calibration = parts.calibration
+    if mpp is not None:  # the user's µm/px wins over the file's
+        calibration = Calibration(float(mpp), calibration.magnification, "user")
+    return Slide(
+        path=path,
+        format=parts.format,
+        vendor=parts.vendor,
+        mpp=calibration.mpp,
+        mpp_source=calibration.source,
+        magnification=calibration.magnification,
+        level_info=level_info,
+        properties=dict(parts.properties),
+        _readers=readers,
+        _zarr_factory=parts.zarr_factory,
+        _associated=dict(parts.associated),
+        _closers=() if parts.close is None else (parts.close,),
+        _cache=cache,
+    )
 
 
 _MAGIC = {
@@ -360,7 +383,7 @@ def sniff_format(path: Path) -> str:
     )
 
 
-def _open_plain_image(path: Path, kind: str) -> Slide:
+def _open_plain_image(path: Path, kind: str) -> SlideParts:
     import imagecodecs
 
     data = path.read_bytes()
@@ -384,7 +407,7 @@ def _open_plain_image(path: Path, kind: str) -> Slide:
 
     reader = ArrayLevel(load, shape, dtype)
     info = LevelInfo(tuple(shape), 1.0, None, kind.upper())
-    return Slide(path, kind, None, None, "none", None, [info], {}, [reader])
+    return SlideParts(kind, None, Calibration(), (info,), {}, (reader,))
 
 
 def _png_header(data: bytes) -> tuple[tuple[int, ...], Any]:
@@ -416,16 +439,20 @@ def _jpeg_shape(data: bytes) -> tuple[tuple[int, ...], Any]:
     raise ValueError("no frame header (SOF) found")
 
 
-def _add_lazy_levels(slide: Slide) -> None:
-    """Give big single-level images computed 2x levels down to ~1024 px."""
-    if slide.level_count != 1 or max(slide.level_info[0].shape[:2]) <= _LAZY_PYRAMID_ABOVE_PX:
-        return
-    reader = slide._readers[0]
+def _with_lazy_levels(
+    level_info: tuple[LevelInfo, ...], readers: tuple[LevelReader, ...]
+) -> tuple[tuple[LevelInfo, ...], tuple[LevelReader, ...]]:
+    """The levels plus, for big single-level images, computed 2x levels down to ~1024 px."""
+    if len(level_info) != 1 or max(level_info[0].shape[:2]) <= _LAZY_PYRAMID_ABOVE_PX:
+        return level_info, readers
+    infos, levels = list(level_info), list(readers)
+    reader = readers[0]
     while max(reader.shape[:2]) > _LAZY_PYRAMID_DOWN_TO_PX:
         reader = DownsampledLevel(reader, 2)
-        ds = slide.level_info[0].shape[0] / reader.shape[0]
-        slide._readers.append(reader)
-        slide.level_info.append(LevelInfo(reader.shape, ds, None, "computed (2x2 mean)", stored=False))
+        ds = level_info[0].shape[0] / reader.shape[0]
+        levels.append(reader)
+        infos.append(LevelInfo(reader.shape, ds, None, "computed (2x2 mean)", stored=False))
+    return tuple(infos), tuple(levels)
 
 
 def _dask_chunks(tile: tuple[int, int], shape: tuple[int, ...], chunk_px: int) -> tuple[int, ...]:

@@ -1,4 +1,4 @@
-"""Whole-slide patch classification: a generator yielding progress, then the result.
+"""Whole-slide patch classification: a generator yielding progress and returning the result.
 
 Pipeline (see ``../shared/PERFORMANCE.md``): tiles are read from the pyramid
 level nearest the model's µm/px and decoded by a thread pool (imagecodecs
@@ -13,25 +13,26 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from napari_histo.core.tiling import TileGrid
-from napari_histo.io.patches import iter_tiles
+from napari_histo.core.progress import Progress
+from napari_histo.core.tiling import TileGrid, grid_cells
+from napari_histo.errors import InvalidParameterError
 from napari_histo.io.prediction_store import PredictionStore
+from napari_histo.io.regions import iter_tiles
 from napari_histo.io.slide import Slide
 from napari_histo.models.loading import resolve_device
-from napari_histo.models.spec import ModelSpec, Task
+from napari_histo.models.spec import ModelSpec, ModelSpecError, Task
 
 __all__ = [
     "InferenceConfig",
     "InferenceProgress",
     "TilePredictions",
-    "grid_cells",
     "load_tile_predictions",
     "predict_tiles",
 ]
@@ -50,12 +51,11 @@ class InferenceConfig:
 
 
 @dataclass(frozen=True)
-class InferenceProgress:
+class InferenceProgress(Progress):
     """Yielded after every batch, with that batch's tile indices and scores (for live views)."""
 
-    done: int
-    total: int
-    elapsed_s: float
+    stage: str = "predicting"
+    elapsed_s: float = 0.0
     batch_indices: np.ndarray | None = None
     batch_probabilities: np.ndarray | None = None
 
@@ -66,7 +66,7 @@ class InferenceProgress:
 
 @dataclass(frozen=True)
 class TilePredictions:
-    """The last item yielded: per-tile probabilities of the whole grid."""
+    """What :func:`predict_tiles` returns: per-tile probabilities of the whole grid."""
 
     grid: TileGrid
     probabilities: np.ndarray  # (n, C) float32
@@ -80,15 +80,6 @@ class TilePredictions:
         return self.probabilities.argmax(axis=1) if len(self.probabilities) else np.zeros(0, np.int64)
 
 
-def grid_cells(grid: TileGrid) -> tuple[tuple[int, int], np.ndarray]:
-    """Grid (rows, cols) and each tile's (row, col) cell, from origins and stride."""
-    stride = grid.stride_px_level0
-    cells = np.rint(grid.origins_rc / stride).astype(np.int64).reshape(-1, 2)
-    rows = int(np.floor((grid.slide_shape_rc[0] - grid.tile_px_level0) / stride + 1e-9)) + 1
-    cols = int(np.floor((grid.slide_shape_rc[1] - grid.tile_px_level0) / stride + 1e-9)) + 1
-    return (max(rows, 0), max(cols, 0)), cells
-
-
 def predict_tiles(
     slide: Slide,
     spec: ModelSpec,
@@ -98,8 +89,8 @@ def predict_tiles(
     config: InferenceConfig | None = None,
     store_path: str | Path | None = None,
     stain: Any = None,
-) -> Iterator[InferenceProgress | TilePredictions]:
-    """Classify every tile of ``grid``; yields :class:`InferenceProgress`, then :class:`TilePredictions`.
+) -> Generator[InferenceProgress, None, TilePredictions]:
+    """Classify every tile of ``grid``: yields :class:`InferenceProgress`, returns :class:`TilePredictions`.
 
     Parameters
     ----------
@@ -107,7 +98,7 @@ def predict_tiles(
     spec : ModelSpec
         Must be a classification spec; ``grid.tile_px`` must equal ``spec.patch_size_pixels``.
     grid : TileGrid
-        Tiles at ``spec.spacing_um_px`` (e.g. from ``io.patches.plan_slide_grid`` + tissue filter).
+        Tiles at ``spec.spacing_um_px`` (e.g. from :func:`napari_histo.pipeline.model_tissue_grid`).
     model : torch.nn.Module
         From :func:`~napari_histo.models.load_model`; moved to ``config.device``.
     store_path : path, optional
@@ -149,26 +140,28 @@ def predict_tiles(
         if store is not None:
             store.write(indices, scores)
         done += len(indices)
-        yield InferenceProgress(done, len(grid), time.perf_counter() - start, indices, scores)
+        yield InferenceProgress(done, len(grid), elapsed_s=time.perf_counter() - start,
+                                batch_indices=indices, batch_probabilities=scores)  # fmt: skip
     final = None
     if store is not None:
         shape, cells = grid_cells(grid)
         final = store.finalize(shape, cells, {"grid": _grid_attrs(grid), "spec": spec.to_json_dict()})
-    yield TilePredictions(grid, probabilities, spec, final, time.perf_counter() - start)
+    return TilePredictions(grid, probabilities, spec, final, time.perf_counter() - start)
 
 
 def _check_inputs(spec: ModelSpec, grid: TileGrid) -> None:
     if spec.task is not Task.CLASSIFICATION:
-        raise ValueError(
-            f"predict_tiles runs classifiers; {spec.architecture!r} is a {spec.task.value} model"
+        raise ModelSpecError(
+            f"{spec.architecture!r} is a {spec.task.value} model; tile classification needs a classifier "
+            "(task: classification in model.json)"
         )
     if grid.tile_px != spec.patch_size_pixels:
-        raise ValueError(
+        raise InvalidParameterError(
             f"the grid has {grid.tile_px} px tiles but the model expects {spec.patch_size_pixels} px; "
             "plan the grid with the model's patch_size_pixels"
         )
     if abs(grid.target_mpp - spec.spacing_um_px) > 0.02 * spec.spacing_um_px:
-        raise ValueError(
+        raise InvalidParameterError(
             f"the grid is at {grid.target_mpp} µm/px but the model was trained at "
             f"{spec.spacing_um_px} µm/px; plan the grid with the model's spacing_um_px "
             "(a wrong magnification gives wrong predictions)"

@@ -6,12 +6,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from napari_histo.errors import DeviceUnavailableError, InvalidParameterError
 from napari_histo.models.registry import create_network
 from napari_histo.models.spec import WEIGHTS_FILE, ModelSpec, ModelSpecError, load_spec, save_spec
 
-__all__ = ["load_model", "resolve_device", "resolve_model_dir", "save_model"]
+__all__ = ["BUILTIN_MODELS_DIR", "load_model", "resolve_device", "resolve_model_dir", "save_model"]
 
-_BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
+BUILTIN_MODELS_DIR = Path(__file__).resolve().parent / "builtin"
 
 
 def resolve_device(device: str | Any = "auto") -> Any:
@@ -23,11 +24,17 @@ def resolve_device(device: str | Any = "auto") -> Any:
     device = os.environ.get("HISTO_DEVICE", device) if device == "auto" else device
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(
-            f"device {device!r} was asked for but CUDA is not available here; use --device cpu"
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InvalidParameterError(
+            f"device {device!r} is not a device name; use auto, cpu, cuda or cuda:N"
+        ) from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceUnavailableError(
+            f"device {device!r} was asked for but CUDA is not available here; use --device cpu (or auto)"
         )
-    return torch.device(device)
+    return resolved
 
 
 def resolve_model_dir(model: str | os.PathLike[str]) -> Path:
@@ -35,10 +42,14 @@ def resolve_model_dir(model: str | os.PathLike[str]) -> Path:
     path = Path(model)
     if path.is_dir():
         return path
-    builtin = _BUILTIN_DIR / str(model)
+    builtin = BUILTIN_MODELS_DIR / str(model)
     if builtin.is_dir():
         return builtin
-    shipped = sorted(p.name for p in _BUILTIN_DIR.iterdir() if p.is_dir()) if _BUILTIN_DIR.is_dir() else []
+    shipped = (
+        sorted(p.name for p in BUILTIN_MODELS_DIR.iterdir() if p.is_dir())
+        if BUILTIN_MODELS_DIR.is_dir()
+        else []
+    )
     raise ModelSpecError(
         f"{model}: not a model directory and not a built-in model name. Built-in models: "
         f"{shipped or 'none'}; a model directory holds model.json and {WEIGHTS_FILE}."
@@ -59,9 +70,12 @@ def save_model(model: Any, spec: ModelSpec, model_dir: str | os.PathLike[str]) -
     return model_dir
 
 
-def load_model(model: str | os.PathLike[str], device: str | Any = "auto") -> Any:
+def load_model(
+    model: str | os.PathLike[str], device: str | Any = "auto", *, spec: ModelSpec | None = None
+) -> Any:
     """A ready ``torch.nn.Module`` in eval mode from a model directory or built-in name.
 
+    ``spec`` is the directory's already-read ``model.json`` (read here when not given).
     Raises :class:`ModelSpecError` naming the first mismatching tensors when the
     weights do not fit the architecture ``model.json`` describes.
     """
@@ -69,7 +83,7 @@ def load_model(model: str | os.PathLike[str], device: str | Any = "auto") -> Any
     from safetensors.torch import load_file
 
     model_dir = resolve_model_dir(model)
-    spec = load_spec(model_dir)
+    spec = spec if spec is not None else load_spec(model_dir)
     weights = model_dir / WEIGHTS_FILE
     if not weights.exists():
         raise ModelSpecError(f"{model_dir}: {WEIGHTS_FILE} is missing; the model directory is incomplete.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+from napari_histo.errors import MissingDependencyError
 from napari_histo.models.spec import ModelSpec, ModelSpecError, Task
 
 __all__ = ["CLASSIFIERS", "SEGMENTATION_HEADS", "create_network", "split_segmentation_architecture"]
@@ -66,7 +67,7 @@ def _segmentation_network(spec: ModelSpec, pretrained: bool) -> Any:
     try:
         import segmentation_models_pytorch as smp
     except ImportError as exc:
-        raise ImportError(
+        raise MissingDependencyError(
             "segmentation models need segmentation-models-pytorch: pip install 'napari-histo[models]'"
         ) from exc
     factory = {"unet": smp.Unet, "fpn": smp.FPN}[head]

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,14 +29,14 @@ from napari_histo.models.engine import (
     read_batches,
 )
 from napari_histo.models.loading import resolve_device
-from napari_histo.models.spec import ModelSpec, Task
+from napari_histo.models.spec import ModelSpec, ModelSpecError, Task
 
 __all__ = ["SegmentationResult", "output_shape", "predict_segmentation"]
 
 
 @dataclass(frozen=True)
 class SegmentationResult:
-    """The last item yielded: where the stitched labels are."""
+    """What :func:`predict_segmentation` returns: where the stitched labels are."""
 
     store_path: Path
     shape_rc: tuple[int, int]
@@ -59,16 +59,19 @@ def predict_segmentation(
     store_path: str | Path,
     *,
     config: InferenceConfig | None = None,
-) -> Iterator[InferenceProgress | SegmentationResult]:
+) -> Generator[InferenceProgress, None, SegmentationResult]:
     """Segment every tile of ``grid`` (use an overlap, e.g. 1/8 of the tile) and stitch.
 
-    Yields :class:`InferenceProgress` per batch, then :class:`SegmentationResult`.
+    Yields :class:`InferenceProgress` per batch and returns :class:`SegmentationResult`.
     """
     import torch
 
     config = config or InferenceConfig()
     if spec.task is not Task.SEGMENTATION:
-        raise ValueError(f"{spec.architecture} is a {spec.task.value} model; use predict_tiles")
+        raise ModelSpecError(
+            f"{spec.architecture} is a {spec.task.value} model; segmentation needs task: segmentation "
+            "(a classification model runs with predict_tiles)"
+        )
     device = resolve_device(config.device)
     model = model.to(device).eval()
     shape = output_shape(grid)
@@ -90,7 +93,7 @@ def predict_segmentation(
             for band in stitcher.add(tuple(origins[index]), tile_scores):
                 _write_band(group, band, counts)
         done += len(indices)
-        yield InferenceProgress(done, len(grid), time.perf_counter() - start)
+        yield InferenceProgress(done, len(grid), elapsed_s=time.perf_counter() - start)
     for band in stitcher.finish():
         _write_band(group, band, counts)
     if rows_done:  # a resumed run counts the rows written before, too
@@ -99,7 +102,7 @@ def predict_segmentation(
     if final.exists():
         shutil.rmtree(final)
     os.replace(final.with_name(final.name + ".partial"), final)
-    yield SegmentationResult(final, shape, grid.target_mpp, counts, time.perf_counter() - start)
+    return SegmentationResult(final, shape, grid.target_mpp, counts, time.perf_counter() - start)
 
 
 def _open_store(final: Path, shape: tuple[int, int], spec: ModelSpec, grid: TileGrid) -> tuple[Any, int]:

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from napari_histo.cli.main import cli
-from napari_histo.io.synthetic import write_synthetic_slide
+from napari_histo.data.synthetic import write_synthetic_slide
 
 torch = pytest.importorskip("torch")
 

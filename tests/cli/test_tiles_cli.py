@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from napari_histo.cli.main import cli
-from napari_histo.io.synthetic import write_synthetic_slide
+from napari_histo.data.synthetic import write_synthetic_slide
 
 
 @pytest.fixture(scope="module")
@@ -75,12 +75,15 @@ def test_mpp_or_magnification_required(slide_path, tmp_path):
     assert result.exit_code == 2 and "--mpp" in result.output
 
 
-def test_tile_larger_than_slide_is_explained(slide_path, tmp_path):
-    result = CliRunner().invoke(
-        cli, ["tiles", str(slide_path), "--mpp", "0.5", "--tile-px", "4096", "--out", str(tmp_path / "o")]
-    )
-    assert result.exit_code == 1
-    assert "smaller than one tile" in result.output and "--tile-px" in result.output
+def test_tile_larger_than_slide_is_explained_in_one_line(slide_path, tmp_path, capsys):
+    from napari_histo.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tiles", str(slide_path), "--mpp", "0.5", "--tile-px", "4096", "--out", str(tmp_path / "o")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "smaller than one tile" in err and "--tile-px" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
 def test_no_tile_kept_still_writes_empty_outputs(tmp_path):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from napari_histo.core.tile_labels import AnnotationRegion, LabelMode, label_tiles
+from napari_histo.core.tile_labels import AnnotationRegion, TileLabelRule, label_tiles
 from napari_histo.core.tiling import (
     mpp_from_magnification,
     plan_tile_grid,
@@ -81,13 +81,13 @@ def test_labels_centre_and_majority_with_hole():
     hole = np.array([[100, 100], [100, 200], [200, 200], [200, 100]], float)
     small = np.array([[0, 0], [0, 60], [60, 60], [60, 0]], float)  # covers 36% of tile (0, 0)
     regions = [AnnotationRegion("stroma", square, (hole,)), AnnotationRegion("tumour", small)]
-    codes, names = label_tiles(grid, regions, LabelMode.CENTRE)
+    codes, names = label_tiles(grid, regions, TileLabelRule.CENTRE)
     assert names == ("stroma", "tumour")
     by_origin = {tuple(o): c for o, c in zip(grid.origins_rc.tolist(), codes)}
     assert by_origin[(100, 100)] == -1  # centre in the hole
     assert by_origin[(0, 0)] == 1  # centre (50, 50) is in both squares: the later one wins
     assert by_origin[(0, 100)] == 0
-    codes, _ = label_tiles(grid, regions, LabelMode.MAJORITY)
+    codes, _ = label_tiles(grid, regions, TileLabelRule.MAJORITY)
     by_origin = {tuple(o): c for o, c in zip(grid.origins_rc.tolist(), codes)}
     assert by_origin[(0, 0)] == 0  # 64 % stroma, 36 % tumour
     assert by_origin[(100, 100)] == -1

@@ -8,8 +8,8 @@ import tifffile
 import zarr
 from make_tiffs import block_mean, gradient_rgb, write_aperio_like, write_generic_pyramid
 
+from napari_histo.data.synthetic import write_synthetic_slide
 from napari_histo.io import open_slide
-from napari_histo.io.synthetic import write_synthetic_slide
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,14 @@ from conftest import shared_file
 torch = pytest.importorskip("torch")
 
 from napari_histo.cli.main import cli  # noqa: E402
-from napari_histo.io import open_slide  # noqa: E402
-from napari_histo.io.patches import plan_slide_grid, slide_tissue_mask, tissue_tiles  # noqa: E402
+from napari_histo.core.progress import run_to_end  # noqa: E402
+from napari_histo.errors import InvalidParameterError, NoTissueError  # noqa: E402
 from napari_histo.io.prediction_store import PredictionStore  # noqa: E402
 from napari_histo.models import ModelSpec, create_network, save_model  # noqa: E402
 from napari_histo.models import engine as engine_module  # noqa: E402
-from napari_histo.models.engine import InferenceConfig, TilePredictions, predict_tiles  # noqa: E402
+from napari_histo.models.engine import InferenceConfig, predict_tiles  # noqa: E402
+from napari_histo.pipeline import open_session, resolve_model  # noqa: E402
+from napari_histo.pipeline.tissue import plan_grid, slide_tissue_mask, tissue_tiles  # noqa: E402
 
 SPEC = ModelSpec(
     architecture="resnet18",
@@ -36,13 +38,13 @@ def model_dir(tmp_path_factory):
     return save_model(create_network(SPEC), SPEC, tmp_path_factory.mktemp("model") / "tiny-resnet18")
 
 
-def _tissue_grid(slide, min_tissue=0.5):
-    grid = plan_slide_grid(slide, SPEC.spacing_um_px, SPEC.patch_size_pixels)
-    return tissue_tiles(grid, slide_tissue_mask(slide), min_tissue)[0]
+def _tissue_grid(session, min_tissue=0.5):
+    grid = plan_grid(session, SPEC.spacing_um_px, SPEC.patch_size_pixels)
+    return tissue_tiles(grid, slide_tissue_mask(session), min_tissue)[0]
 
 
-def _run(slide, grid, model, **kw):
-    return [item for item in predict_tiles(slide, SPEC, grid, model, config=CPU, **kw)]
+def _run(session, grid, model, progress=None, **kw):
+    return run_to_end(predict_tiles(session.slide, SPEC, grid, model, config=CPU, **kw), progress)
 
 
 def test_cli_predict_writes_consistent_outputs(model_dir, tmp_path):
@@ -54,8 +56,8 @@ def test_cli_predict_writes_consistent_outputs(model_dir, tmp_path):
             "--workers", "2", "--batch-size", "16"]  # fmt: skip
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    with open_slide(path) as slide:
-        expected_tiles = len(_tissue_grid(slide))
+    with open_session(path) as session:
+        expected_tiles = len(_tissue_grid(session))
     store = PredictionStore.open(out / "CMU-1-Small-Region.zarr")
     probs = store.probabilities()
     assert probs.shape == (expected_tiles, 3)
@@ -89,20 +91,19 @@ def test_interrupted_run_resumes_to_identical_outputs(model_dir, tmp_path):
 
     path = shared_file("wsi", "CMU-1-Small-Region.svs")
     model = load_model(model_dir, device="cpu")
-    with open_slide(path) as slide:
-        grid = _tissue_grid(slide)
-        reference = _run(slide, grid, model)[-1].probabilities
+    with open_session(path) as session:
+        grid = _tissue_grid(session)
+        reference = _run(session, grid, model).probabilities
         target = tmp_path / "run.zarr"
-        generator = predict_tiles(slide, SPEC, grid, model, config=CPU, store_path=target)
+        generator = predict_tiles(session.slide, SPEC, grid, model, config=CPU, store_path=target)
         next(generator)  # one batch, then the run is "killed"
         generator.close()
         partial = PredictionStore.open(tmp_path / "run.zarr.partial")
         assert 0 < int(np.asarray(partial.array("done")).sum()) < len(grid)
         assert not target.exists()
-        items = _run(slide, grid, model, store_path=target)
-    progress = [i for i in items if not isinstance(i, TilePredictions)]
+        progress = []
+        final = _run(session, grid, model, progress.append, store_path=target)
     assert progress[0].done > 16  # started after the batch that was already stored
-    final = items[-1]
     assert final.store_path == target
     np.testing.assert_allclose(final.probabilities, reference, atol=1e-6)
     np.testing.assert_allclose(PredictionStore.open(target).probabilities(), reference, atol=1e-6)
@@ -122,18 +123,19 @@ def test_slide_without_mpp_needs_it_and_says_so(model_dir, tmp_path):
 def test_wrong_grid_and_no_tissue_are_refused(model_dir, tmp_path):
     import imagecodecs
 
-    from napari_histo.models.slide_job import SlideJob, run_slide_job
+    from napari_histo.pipeline.slide_job import SlideJob, run_slide_job
 
     path = shared_file("wsi", "CMU-1-Small-Region.svs")
-    with open_slide(path) as slide:
-        grid = plan_slide_grid(slide, 1.0, 64)
-        with pytest.raises(ValueError, match=r"trained at 2\.0 µm/px"):
-            _run(slide, grid, create_network(SPEC))
+    with open_session(path) as session:
+        grid = plan_grid(session, 1.0, 64)
+        with pytest.raises(InvalidParameterError, match=r"trained at 2\.0 µm/px"):
+            _run(session, grid, create_network(SPEC))
     blank = tmp_path / "blank.png"
     blank.write_bytes(imagecodecs.png_encode(np.full((2000, 2000, 3), 245, np.uint8)))
-    job = SlideJob(blank, model_dir, tmp_path / "out", CPU, slide_mpp=0.5)
-    with pytest.raises(ValueError, match="no tile has at least 50% tissue"):
-        run_slide_job(job)
+    job = SlideJob(blank, tmp_path / "out", CPU, slide_mpp=0.5)
+    with pytest.raises(NoTissueError, match="has at least 50% tissue.*--min-tissue"):
+        run_to_end(run_slide_job(job, resolve_model(model_dir, "cpu")))
+    assert not (tmp_path / "out" / "blank.summary.json").exists()
 
 
 def test_cuda_out_of_memory_halves_the_batch(model_dir, monkeypatch):
@@ -148,10 +150,10 @@ def test_cuda_out_of_memory_halves_the_batch(model_dir, monkeypatch):
 
     monkeypatch.setattr(engine_module, "_forward", forward)
     path = shared_file("wsi", "CMU-1-Small-Region.svs")
-    with open_slide(path) as slide:
-        grid = _tissue_grid(slide)
+    with open_session(path) as session:
+        grid = _tissue_grid(session)
         with pytest.warns(RuntimeWarning, match="out of memory") as record:
-            final = _run(slide, grid, create_network(SPEC).eval())[-1]
+            final = _run(session, grid, create_network(SPEC).eval())
     messages = [str(w.message) for w in record]
     assert any("batch of 16 tiles; going on with 8" in m for m in messages)
     assert max(s for s in sizes if s <= 4) == 4
@@ -163,9 +165,9 @@ def test_finished_store_loads_back_as_predictions(model_dir, tmp_path):
     from napari_histo.models import load_model
     from napari_histo.models.engine import load_tile_predictions
 
-    with open_slide(shared_file("wsi", "CMU-1-Small-Region.svs")) as slide:
-        grid = _tissue_grid(slide)
-        final = _run(slide, grid, load_model(model_dir, device="cpu"), store_path=tmp_path / "s.zarr")[-1]
+    with open_session(shared_file("wsi", "CMU-1-Small-Region.svs")) as session:
+        grid = _tissue_grid(session)
+        final = _run(session, grid, load_model(model_dir, device="cpu"), store_path=tmp_path / "s.zarr")
     loaded = load_tile_predictions(tmp_path / "s.zarr")
     np.testing.assert_array_equal(loaded.grid.origins_rc, grid.origins_rc)
     assert loaded.grid.tile_px_level0 == pytest.approx(grid.tile_px_level0)

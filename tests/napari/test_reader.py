@@ -7,7 +7,7 @@ import pytest
 from conftest import shared_file
 
 from napari_histo._napari.reader import get_slide_reader
-from napari_histo.io.synthetic import write_synthetic_slide
+from napari_histo.data.synthetic import write_synthetic_slide
 
 
 def test_reader_declines_what_it_cannot_read(tmp_path):
@@ -79,7 +79,7 @@ def test_slide_without_mpp_opens_in_pixels(make_napari_viewer):
 @pytest.mark.qt
 def test_sample_data_synthetic(make_napari_viewer, monkeypatch):
     from napari_histo._napari import sample_data
-    from napari_histo.io import samples
+    from napari_histo.data import samples
 
     def tiny_sample():
         path = samples.cache_dir() / "tiny.ome.tif"

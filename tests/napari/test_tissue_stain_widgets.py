@@ -3,7 +3,7 @@ import pytest
 
 from napari_histo._napari.reader import slide_layer_data
 from napari_histo.io import open_slide
-from napari_histo.io.synthetic import write_synthetic_slide
+from napari_histo.data.synthetic import write_synthetic_slide
 
 pytestmark = pytest.mark.qt
 

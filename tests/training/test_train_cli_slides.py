@@ -11,7 +11,7 @@ import yaml
 from click.testing import CliRunner
 
 from napari_histo.cli.main import cli
-from napari_histo.io.synthetic import write_synthetic_slide
+from napari_histo.data.synthetic import write_synthetic_slide
 from training.config import DataConfig
 from training.data import DataError, load_samples
 from training.synthetic import synthetic_samples

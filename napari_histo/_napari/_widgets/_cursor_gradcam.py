@@ -11,26 +11,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CursorGradCam", "tile_at"]
+from napari_histo._napari._session import slide_session, world_per_px, world_to_level0
+from napari_histo.core.viewport import tile_at
+from napari_histo.pipeline.explain import gradcam_tiles
 
-
-def tile_at(grid: Any, point_rc: np.ndarray) -> int | None:
-    """Index of the tile containing a level-0 (row, col) point, or ``None``."""
-    b = grid.bounds_rc()
-    r, c = point_rc
-    hits = np.flatnonzero((b[:, 0] <= r) & (r < b[:, 2]) & (b[:, 1] <= c) & (c < b[:, 3]))
-    return int(hits[0]) if hits.size else None
-
-
-def _cam_for_tile(path: str, slide_mpp: float | None, grid: Any, index: int, model: Any, spec: Any) -> tuple:
-    from napari_histo.io import open_slide
-    from napari_histo.io.patches import read_tile
-    from napari_histo.models.gradcam import grad_cam
-
-    with open_slide(path, mpp=slide_mpp) as slide:
-        tile = read_tile(slide, grid, index)
-    maps, classes = grad_cam(model, tile[None], spec)
-    return index, maps[0], int(classes[0])
+__all__ = ["CursorGradCam"]
 
 
 class CursorGradCam:
@@ -55,7 +40,7 @@ class CursorGradCam:
         return not self._busy and self._pending is None
 
     def _on_move(self, viewer: Any, event: Any) -> None:
-        point_rc = np.asarray(event.position[-2:], float) / self.last["mpp"]
+        point_rc = world_to_level0(self.last["layer"], np.asarray(event.position))
         index = tile_at(self.last["result"].grid, point_rc)
         if index is None or index == self.shown:
             return
@@ -67,11 +52,11 @@ class CursorGradCam:
         from napari.qt.threading import create_worker
 
         index, self._pending = self._pending, None
-        meta = self.last["layer"].metadata["napari_histo"]
+        session = slide_session(self.last["layer"])
         self._busy = True
-        worker = create_worker(_cam_for_tile, meta["path"], meta.get("mpp"), self.last["result"].grid, index,
-                               self.last["model"], self.last["spec"], _start_thread=False)  # fmt: skip
-        worker.returned.connect(self._show)
+        worker = create_worker(gradcam_tiles, session, self.last["model"], self.last["result"].grid, [index],
+                               _start_thread=False)  # fmt: skip
+        worker.returned.connect(lambda out, index=index: self._show(index, out))
         worker.finished.connect(self._done)
         worker.start()
 
@@ -82,17 +67,19 @@ class CursorGradCam:
         else:
             self._pending = None
 
-    def _show(self, out: tuple) -> None:
-        index, cam, klass = out
-        grid, mpp = self.last["result"].grid, self.last["mpp"]
-        px_um = grid.tile_px_level0 / cam.shape[0] * mpp
-        r, c = grid.origins_rc[index]
-        translate = ((r - 0.5) * mpp + px_um / 2, (c - 0.5) * mpp + px_um / 2)
-        name = f"Grad-CAM under cursor ({self.last['spec'].class_names[klass]})"
+    def _show(self, index: int, out: tuple) -> None:
+        maps, classes = out
+        cam, klass = maps[0], int(classes[0])
+        layer, grid = self.last["layer"], self.last["result"].grid
+        s = world_per_px(layer)
+        px_um = grid.tile_px_level0 / cam.shape[0] * s
+        corner = np.asarray(layer.translate[-2:], float) + (grid.origins_rc[index] - 0.5) * s
+        translate = tuple(corner + px_um / 2)
+        name = f"Grad-CAM under cursor ({self.last['model'].spec.class_names[klass]})"
         if self.layer is None or self.layer not in self.viewer.layers:
             self.layer = self.viewer.add_image(cam, colormap="turbo", opacity=0.55, contrast_limits=(0, 1),
                                                scale=(px_um, px_um), translate=translate, name=name,
-                                               units=self.last["layer"].units)  # fmt: skip
+                                               units=layer.units)  # fmt: skip
         else:
             self.layer.data = cam
             self.layer.translate = translate

@@ -6,18 +6,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["add_prediction_layers", "class_area_table", "grid_layer_placement", "legend_html"]
+from napari_histo._napari._widgets._view import grid_layer_placement
+from napari_histo.core.tiling import grid_cells
 
-
-def grid_layer_placement(grid: Any, slide_mpp: float) -> dict[str, tuple[float, float]]:
-    """``scale``/``translate`` (µm) putting grid cell (i, j) over its tile on the slide layer.
-
-    Level-0 pixel centres are at ``i * mpp``; a tile starting at pixel ``r`` spans
-    ``[(r - 0.5) mpp, (r + size - 0.5) mpp]``, so its centre is ``(r + size/2 - 0.5) mpp``.
-    """
-    stride = grid.stride_px_level0 * slide_mpp
-    centre = (grid.tile_px_level0 / 2 - 0.5) * slide_mpp
-    return {"scale": (stride, stride), "translate": (centre, centre)}
+__all__ = ["add_prediction_layers", "class_area_table", "label_colormap", "legend_html"]
 
 
 def label_colormap(spec: Any) -> Any:
@@ -29,15 +21,13 @@ def label_colormap(spec: Any) -> Any:
     return DirectLabelColormap(color_dict=colors)
 
 
-def add_prediction_layers(viewer: Any, result: Any, slide_layer: Any, mpp: float) -> dict[str, Any]:
-    """Add the class map (Labels) and one heatmap per class; returns them by name."""
-    from napari_histo.models.engine import grid_cells
-
+def add_prediction_layers(viewer: Any, result: Any, slide_layer: Any) -> dict[str, Any]:
+    """Add the class map (Labels) and one heatmap per class over ``slide_layer``; returns them by name."""
     spec = result.spec
     shape, cells = grid_cells(result.grid)
     labels = np.zeros(shape, np.uint8)
     labels[cells[:, 0], cells[:, 1]] = result.classes + 1  # 0 stays "not predicted"
-    placement = grid_layer_placement(result.grid, mpp)
+    placement = grid_layer_placement(result.grid, slide_layer)
     name, units = slide_layer.name, slide_layer.units
     layers = {
         "classes": viewer.add_labels(
@@ -67,11 +57,11 @@ def add_prediction_layers(viewer: Any, result: Any, slide_layer: Any, mpp: float
     return layers
 
 
-def class_area_table(result: Any, mpp: float) -> dict[str, list]:
+def class_area_table(result: Any) -> dict[str, list]:
     """Columns of the per-class table: tiles, area in mm² (tile stride squared) and fraction."""
     spec = result.spec
     counts = np.bincount(result.classes, minlength=spec.num_classes)
-    tile_mm2 = (result.grid.stride_px_level0 * mpp / 1000) ** 2
+    tile_mm2 = (result.grid.stride_px_level0 * result.grid.slide_mpp / 1000) ** 2
     total = max(1, int(counts.sum()))
     return {
         "class": list(spec.class_names),

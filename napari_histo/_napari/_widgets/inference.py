@@ -1,8 +1,10 @@
 """Dock widget: run a model on a slide layer → class Labels, probability heatmaps, Grad-CAM, QuPath.
 
-The widget only gathers values and forwards them to :mod:`napari_histo.models`
-(imported inside the worker, so opening napari loads no torch).  Inference runs
-in a thread worker that yields progress; Cancel stops it after the batch in flight.
+The widget only gathers values and calls one :mod:`napari_histo.pipeline` verb
+(``predict_slide``, ``gradcam_mosaic``, ``write_prediction_geojson``) on the
+slide layer's session, in a thread worker that yields progress; Cancel stops
+it after the batch in flight.  torch is loaded when a model first runs, never
+when napari opens.
 """
 
 from __future__ import annotations
@@ -26,56 +28,19 @@ from magicgui.widgets import (
     create_widget,
 )
 
+from napari_histo._napari._session import set_slide_mpp, slide_session, world_per_px, world_to_level0
 from napari_histo._napari._widgets._ml_stack import ensure_ml_stack
-from napari_histo._napari._widgets._result_layers import (
-    add_prediction_layers,
-    class_area_table,
-    grid_layer_placement,
-    legend_html,
-)
+from napari_histo._napari._widgets._result_layers import add_prediction_layers, class_area_table, legend_html
+from napari_histo._napari._widgets._view import visible_bounds_rc
 from napari_histo._napari._widgets._workers import start_with_cancel
+from napari_histo.core.viewport import tiles_in_view
+from napari_histo.errors import InvalidParameterError
+from napari_histo.pipeline.model import ModelHandle, builtin_model_names, resolve_model
+from napari_histo.pipeline.predict import Region, predict_slide
 
-__all__ = ["InferenceWidget", "grid_layer_placement", "run_inference", "viewer_camera", "visible_bounds_rc"]
+__all__ = ["InferenceWidget"]
 
 REGIONS = ("whole slide", "visible region", "drawn ROI")
-
-
-def run_inference(path: str, slide_mpp: float | None, model_dir: str, device: str, batch_size: int,
-                  min_tissue: float, region: tuple[str, Any] | None = None):  # fmt: skip
-    """Generator for the worker: yields (done, total); returns (TilePredictions, model, spec).
-
-    ``region`` limits the run: ``("box", (row0, col0, row1, col1))`` keeps tiles overlapping a
-    level-0 box, ``("polygons", [(k, 2) row/col arrays])`` tiles whose centre is inside a polygon.
-    """
-    from napari_histo.core.tiling import select_tiles
-    from napari_histo.core.viewport import tiles_in_polygons, tiles_in_view
-    from napari_histo.io import open_slide
-    from napari_histo.io.patches import tissue_tile_grid
-    from napari_histo.models import load_model, load_spec
-    from napari_histo.models.engine import InferenceConfig, InferenceProgress, predict_tiles
-    from napari_histo.models.loading import resolve_model_dir
-
-    model_path = resolve_model_dir(model_dir)
-    spec = load_spec(model_path)
-    model = load_model(model_path, device=device)
-    with open_slide(path, mpp=slide_mpp, on_error="fill") as slide:
-        grid, _ = tissue_tile_grid(slide, spec.spacing_um_px, spec.patch_size_pixels, min_tissue)
-        if region is not None:
-            kind, shape = region
-            keep = tiles_in_view(grid, shape) if kind == "box" else tiles_in_polygons(grid, shape)
-            grid = select_tiles(grid, keep)
-        if len(grid) == 0:
-            raise ValueError(
-                f"no tile with at least {min_tissue:.0%} tissue here; lower 'min tissue' or pan to tissue"
-            )
-        config = InferenceConfig(device=device, batch_size=batch_size, workers=4)
-        result = None
-        for item in predict_tiles(slide, spec, grid, model, config=config):
-            if isinstance(item, InferenceProgress):
-                yield item.done, item.total
-            else:
-                result = item
-    return result, model, spec
 
 
 class InferenceWidget(Container):
@@ -87,10 +52,11 @@ class InferenceWidget(Container):
         self._last: dict[str, Any] | None = None
         self.layer = create_widget(annotation="napari.layers.Image", label="slide")
         self.model_dir = FileEdit(mode="d", label="model folder")
-        self.builtin = ComboBox(choices=_builtin_models(), label="or built-in", nullable=True, value=None)
+        self.builtin = ComboBox(choices=builtin_model_names(), label="or built-in", nullable=True, value=None)
         self.device = ComboBox(choices=["auto", "cpu", "cuda"], value="auto", label="device")
         self.batch_size = SpinBox(value=64, min=1, max=4096, label="batch size")
         self.min_tissue = FloatSpinBox(value=0.5, min=0, max=1, step=0.05, label="min tissue")
+        self.slide_mpp = FloatSpinBox(value=0.0, min=0, max=100, step=0.01, label="slide µm/px (0: file)")
         self.region = ComboBox(choices=list(REGIONS), value="whole slide", label="run on")
         self.roi_layer = create_widget(annotation="napari.layers.Shapes", label="ROI layer")
         self.live = CheckBox(value=False, text="live: follow the view (visible tiles first)")
@@ -104,7 +70,8 @@ class InferenceWidget(Container):
         self.cursor_cam = CheckBox(value=False, text="Grad-CAM of the tile under the cursor", enabled=False)
         self.export_path = FileEdit(mode="w", filter="*.geojson", label="QuPath file")
         self.export_button = PushButton(text="Export to QuPath", enabled=False)
-        controls = [self.layer, self.model_dir, self.builtin, self.device, self.batch_size, self.min_tissue]
+        controls = [self.layer, self.model_dir, self.builtin, self.device, self.batch_size, self.min_tissue,
+                    self.slide_mpp]  # fmt: skip
         actions = [
             self.region,
             self.roi_layer,
@@ -125,33 +92,49 @@ class InferenceWidget(Container):
         super().__init__(widgets=controls + actions + outputs)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
-        self.gradcam_button.changed.connect(self.show_gradcam)
-        self.export_button.changed.connect(self.export_qupath)
+        self.gradcam_button.changed.connect(lambda: self.show_gradcam())
+        self.export_button.changed.connect(lambda: self.export_qupath())
         self.live.changed.connect(self._toggle_live)
         self.cursor_cam.changed.connect(self._toggle_cursor_cam)
         self.cursor_gradcam: Any = None
         self._bind_keys()
         self.live_predictor: Any = None
+        self._models: dict[tuple[str, str], ModelHandle] = {}
 
     # -- running ------------------------------------------------------------------------
     def run(self) -> Any:
+        """Predict the chosen region of the slide layer with the chosen model, in a worker."""
         from napari.qt.threading import create_worker
 
-        layer = self._slide_layer()
-        meta = layer.metadata["napari_histo"]
-        model = self.builtin.value or str(self.model_dir.value)
-        if not self.builtin.value and not Path(model, "model.json").exists():
-            raise ValueError(f"{model} has no model.json: choose a model folder or a built-in model")
+        layer = self.layer.value
+        session = set_slide_mpp(layer, self.slide_mpp.value)
+        session.require_mpp("a model's tiles")
+        model = self.model()
         ensure_ml_stack()
         self._worker = create_worker(
-            run_inference, meta["path"], meta.get("mpp"), model, self.device.value, self.batch_size.value,
-            self.min_tissue.value, self._region(meta), _start_thread=False,
+            predict_slide, session, model, min_tissue=self.min_tissue.value, region=self._region(layer),
+            config=self._config(model), _start_thread=False,
         )  # fmt: skip
         self._worker.yielded.connect(self._on_progress)
-        self._worker.returned.connect(lambda out: self._show(out, layer, model))
+        self._worker.returned.connect(lambda result: self._show(result, layer, model))
         self._worker.errored.connect(lambda exc: setattr(self.summary, "value", f"failed: {exc}"))
         self.summary.value = "running ..."
         return start_with_cancel(self._worker, self.cancel_button)
+
+    def model(self) -> ModelHandle:
+        """The chosen model, resolved once per (model, device) and kept with its loaded network."""
+        ref = self.builtin.value or str(self.model_dir.value)
+        if not self.builtin.value and not Path(ref, "model.json").exists():
+            raise InvalidParameterError(f"{ref} has no model.json: choose a model folder or a built-in model")
+        key = (ref, self.device.value)
+        if key not in self._models:
+            self._models[key] = resolve_model(ref, self.device.value)
+        return self._models[key]
+
+    def _config(self, model: ModelHandle) -> Any:
+        from napari_histo.models.engine import InferenceConfig
+
+        return InferenceConfig(device=model.device, batch_size=self.batch_size.value, workers=4)
 
     def _toggle_live(self, on: bool) -> Any:
         """Start or stop live prediction of the view with the chosen model."""
@@ -162,12 +145,14 @@ class InferenceWidget(Container):
             self.live_predictor = None
         if not on:
             return None
-        layer = self._slide_layer()
-        model = self.builtin.value or str(self.model_dir.value)
+        layer = self.layer.value
+        set_slide_mpp(layer, self.slide_mpp.value)
+        model = self.model()
         ensure_ml_stack()
-        self.live_predictor = LivePredictor(self._viewer, layer, model, device=self.device.value,
-                                            batch_size=min(32, self.batch_size.value),
-                                            min_tissue=self.min_tissue.value)  # fmt: skip
+        batch = min(32, self.batch_size.value)
+        self.live_predictor = LivePredictor(
+            self._viewer, layer, model, batch_size=batch, min_tissue=self.min_tissue.value
+        )
         return self.live_predictor.start()
 
     def _bind_keys(self) -> None:
@@ -200,122 +185,75 @@ class InferenceWidget(Container):
             self._worker.quit()
             self.summary.value = "cancelled"
 
-    def _on_progress(self, value: tuple[int, int]) -> None:
-        done, total = value
-        self.progress.max = max(1, total)
-        self.progress.value = done
+    def _on_progress(self, item: Any) -> None:
+        self.progress.max = max(1, item.total)
+        self.progress.value = item.done
 
-    def _slide_layer(self) -> Any:
-        layer = self.layer.value
-        if layer is None or "napari_histo" not in layer.metadata:
-            raise ValueError("choose an Image layer opened by napari-histo (File > Open a slide)")
-        return layer
-
-    def _region(self, meta: dict[str, Any]) -> tuple[str, Any] | None:
+    def _region(self, layer: Any) -> Region | None:
         if self.region.value == "visible region":
-            return "box", self._visible_bounds_rc(meta)
+            return Region.box(*visible_bounds_rc(self._viewer, layer))
         if self.region.value == "drawn ROI":
-            return "polygons", self._roi_polygons_rc(meta.get("mpp") or 1.0)
+            return Region.polygons(self._roi_polygons_rc(layer))
         return None
 
-    def _roi_polygons_rc(self, mpp: float) -> list[np.ndarray]:
-        """Level-0 (row, col) polygons of the shapes in the ROI layer (world µm / µm per px)."""
+    def _roi_polygons_rc(self, slide_layer: Any) -> list[np.ndarray]:
+        """Level-0 (row, col) polygons of the shapes in the ROI layer."""
         layer = self.roi_layer.value
         if layer is None or len(layer.data) == 0:
-            raise ValueError(
+            raise InvalidParameterError(
                 "draw a region first: add a Shapes layer, draw a rectangle or polygon, pick it as ROI"
             )
-        return [np.asarray([layer.data_to_world(v) for v in shape])[:, -2:] / mpp for shape in layer.data]
-
-    def _visible_bounds_rc(self, meta: dict[str, Any]) -> tuple[float, float, float, float]:
-        return visible_bounds_rc(self._viewer, meta.get("mpp") or 1.0)
+        return [world_to_level0(slide_layer, np.asarray([layer.data_to_world(v) for v in shape]))
+                for shape in layer.data]  # fmt: skip
 
     # -- results --------------------------------------------------------------------------
-    def _show(self, out: tuple, layer: Any, model_ref: str = "") -> None:
-        result, model, spec = out
+    def _show(self, result: Any, layer: Any, model: ModelHandle) -> None:
         if result is None:
             return
-        mpp = layer.metadata["napari_histo"].get("mpp") or 1.0
-        layers = add_prediction_layers(self._viewer, result, layer, mpp)
-        self.legend.value = legend_html(spec)
-        self.areas.value = class_area_table(result, mpp)
+        layers = add_prediction_layers(self._viewer, result, layer)
+        self.legend.value = legend_html(model.spec)
+        self.areas.value = class_area_table(result)
         self.summary.value = f"{len(result.classes):,} tiles in {result.elapsed_s:.1f} s"
-        layers["classes"].metadata["napari_histo"].update({"predictions": result, "model": model_ref})
-        self._last = {"result": result, "model": model, "spec": spec, "layer": layer, "mpp": mpp, **layers}
+        layers["classes"].metadata["napari_histo"].update({"predictions": result, "model": model})
+        self._last = {"result": result, "model": model, "layer": layer, **layers}
         self.gradcam_button.enabled = self.export_button.enabled = self.cursor_cam.enabled = True
 
     def show_gradcam(self, max_tiles: int = 64) -> Any:
-        """Grad-CAM heatmap of (up to ``max_tiles``) predicted tiles in view, as an Image layer."""
-        from napari_histo.io import open_slide
-        from napari_histo.io.patches import read_tile
-        from napari_histo.models.gradcam import grad_cam
+        """Grad-CAM of (up to ``max_tiles``) predicted tiles in view as an Image layer (in a worker)."""
+        from napari.qt.threading import create_worker
+
+        from napari_histo.pipeline.explain import gradcam_mosaic
 
         if self._last is None:
-            raise ValueError("run the model first")
+            raise InvalidParameterError("run the model first")
         last = self._last
-        result, spec, mpp = last["result"], last["spec"], last["mpp"]
-        meta = last["layer"].metadata["napari_histo"]
-        r0, c0, r1, c1 = self._visible_bounds_rc(meta)
-        b = result.grid.bounds_rc()
-        inside = np.flatnonzero((b[:, 2] > r0) & (b[:, 0] < r1) & (b[:, 3] > c0) & (b[:, 1] < c1))[:max_tiles]
+        grid = last["result"].grid
+        inside = tiles_in_view(grid, visible_bounds_rc(self._viewer, last["layer"]))[:max_tiles]
         if inside.size == 0:
-            raise ValueError("no predicted tile is visible: pan to the classes layer first")
-        with open_slide(meta["path"], mpp=meta.get("mpp")) as slide:
-            tiles = np.stack([read_tile(slide, result.grid, int(i)) for i in inside])
-        maps, _ = grad_cam(last["model"], tiles, spec)
-        mosaic, top_rc, px_l0 = _mosaic(maps, result.grid.origins_rc[inside], result.grid.tile_px_level0)
-        # mosaic pixel (0, 0) spans level-0 [top - 0.5, top - 0.5 + px_l0): its centre in µm
-        translate = tuple((top_rc - 0.5 + px_l0 / 2) * mpp)
-        self._viewer.add_image(mosaic, name=f"{last['layer'].name} Grad-CAM", colormap="turbo", opacity=0.5,
-                               contrast_limits=(0, 1), scale=(px_l0 * mpp,) * 2, translate=translate,
-                               units=last["layer"].units)  # fmt: skip
-        return maps
+            raise InvalidParameterError("no predicted tile is visible: pan to the classes layer first")
+        session = slide_session(last["layer"])
+        worker = create_worker(gradcam_mosaic, session, last["model"], grid, inside, _start_thread=False)
+        worker.returned.connect(lambda mosaic: self._show_gradcam(mosaic, last["layer"]))
+        worker.start()
+        return worker
+
+    def _show_gradcam(self, mosaic: Any, layer: Any) -> None:
+        s = world_per_px(layer)
+        # mosaic pixel (0, 0) spans level-0 [top - 0.5, top - 0.5 + px_l0): its centre in world units
+        translate = tuple(np.asarray(layer.translate[-2:]) + (mosaic.top_rc - 0.5 + mosaic.px_level0 / 2) * s)
+        self._viewer.add_image(mosaic.image, name=f"{layer.name} Grad-CAM", colormap="turbo", opacity=0.5,
+                               contrast_limits=(0, 1), scale=(mosaic.px_level0 * s,) * 2, translate=translate,
+                               units=layer.units)  # fmt: skip
 
     def export_qupath(self) -> Path:
         """Write the last result's tiles as QuPath GeoJSON to the chosen file."""
-        from napari_histo.models.slide_job import write_tile_geojson
+        from napari_histo.pipeline.qupath import write_prediction_geojson
 
         if self._last is None:
-            raise ValueError("run the model first")
+            raise InvalidParameterError("run the model first")
         path = Path(str(self.export_path.value))
         if path.suffix != ".geojson":
             path = path.with_suffix(".geojson")
-        count = write_tile_geojson(self._last["result"], path)
+        count = write_prediction_geojson(self._last["result"], path, slide_session(self._last["layer"]).name)
         self.summary.value = f"wrote {count:,} QuPath tiles to {path}"
         return path
-
-
-def viewer_camera(viewer: Any) -> Any:
-    """The canvas camera (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
-    return viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
-
-
-def visible_bounds_rc(viewer: Any, mpp: float) -> tuple[float, float, float, float]:
-    """Level-0 (row0, col0, row1, col1) pixels of what the canvas shows now (slide in µm, ``mpp`` µm/px)."""
-    camera = viewer_camera(viewer)
-    centre = np.asarray(camera.center[-2:], float)
-    size = np.asarray(viewer.window._qt_viewer.canvas.size[::-1], float) / camera.zoom
-    r0, c0 = (centre - size / 2) / mpp
-    r1, c1 = (centre + size / 2) / mpp
-    return float(r0), float(c0), float(r1), float(c1)
-
-
-def _mosaic(
-    maps: np.ndarray, origins_rc: np.ndarray, tile_px_level0: float
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """Per-tile maps (n, t, t) in one array, with its level-0 top-left and level-0 px per pixel."""
-    t = maps.shape[1]
-    px_l0 = tile_px_level0 / t
-    top = origins_rc.min(axis=0).astype(np.float64)
-    span = origins_rc.max(axis=0) - top + tile_px_level0
-    mosaic = np.zeros(tuple(int(np.ceil(v / px_l0)) for v in span), np.float32)
-    for (r, c), cam in zip(origins_rc, maps):
-        y, x = round((r - top[0]) / px_l0), round((c - top[1]) / px_l0)
-        window = mosaic[y : y + t, x : x + t]
-        np.maximum(window, cam[: window.shape[0], : window.shape[1]], out=window)
-    return mosaic, top, px_l0
-
-
-def _builtin_models() -> list[str]:
-    root = Path(__file__).resolve().parents[2] / "models" / "builtin"
-    return sorted(p.name for p in root.iterdir() if (p / "model.json").exists()) if root.is_dir() else []

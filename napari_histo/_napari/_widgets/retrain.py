@@ -2,9 +2,9 @@
 
 Paint a model's class map (the ``classes`` Labels layer from *Run a model*), or
 draw annotations with a ``class`` feature (e.g. opened from QuPath), then
-*Train on corrections*: the labelled tiles are exported as class folders,
-``histo train`` fine-tunes the model in a child process (progress shown, napari
-stays responsive), and the slide is predicted again with the new model.
+*Train on corrections*: :func:`napari_histo.pipeline.finetune.finetune_and_predict`
+exports the labelled tiles as class folders, fine-tunes the model in a child
+process (progress shown, napari stays responsive) and predicts the slide again.
 """
 
 from __future__ import annotations
@@ -16,23 +16,25 @@ import napari
 import numpy as np
 from magicgui.widgets import Container, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox, create_widget
 
+from napari_histo._napari._session import slide_session, world_to_level0
 from napari_histo._napari._widgets._ml_stack import ensure_ml_stack
 from napari_histo._napari._widgets._result_layers import add_prediction_layers
 from napari_histo._napari._widgets._workers import start_with_cancel
+from napari_histo.core.tiling import grid_cells
+from napari_histo.core.viewport import tiles_in_polygons
+from napari_histo.errors import InvalidParameterError
+from napari_histo.pipeline.finetune import finetune_and_predict
+from napari_histo.pipeline.model import resolve_model
 
-__all__ = ["RetrainWidget", "corrected_tile_classes", "retrain_and_predict"]
+__all__ = ["RetrainWidget", "corrected_tile_classes"]
 
 
-def corrected_tile_classes(
-    layer: Any, predictions: Any, class_names: tuple[str, ...], mpp: float
-) -> np.ndarray:
+def corrected_tile_classes(layer: Any, predictions: Any, slide_layer: Any) -> np.ndarray:
     """Class index per tile of ``predictions.grid``: painted classes or classified shapes; -1 = none."""
     from napari.layers import Labels
 
-    from napari_histo.core.viewport import tiles_in_polygons
-    from napari_histo.models.engine import grid_cells
-
     grid = predictions.grid
+    class_names = list(predictions.spec.class_names)
     if isinstance(layer, Labels):
         _, cells = grid_cells(grid)
         return np.asarray(layer.data)[cells[:, 0], cells[:, 1]].astype(np.int64) - 1
@@ -40,47 +42,9 @@ def corrected_tile_classes(
     names = list(layer.features["class"]) if "class" in layer.features else []
     for shape, name in zip(layer.data, names):
         if name in class_names:
-            polygon = np.asarray([layer.data_to_world(v) for v in shape])[:, -2:] / mpp
+            polygon = world_to_level0(slide_layer, np.asarray([layer.data_to_world(v) for v in shape]))
             classes[tiles_in_polygons(grid, [polygon])] = class_names.index(name)
     return classes
-
-
-def retrain_and_predict(slide_path: str, slide_mpp: float | None, predictions: Any, model_dir: str,
-                        tile_classes: np.ndarray, work_dir: str, epochs: int, lr: float):  # fmt: skip
-    """Worker generator: yields (stage, done, total); returns (predictions, model, spec, new model dir)."""
-    from napari_histo.io import open_slide
-    from napari_histo.io.training_export import export_labelled_tiles
-    from napari_histo.models import load_model
-    from napari_histo.models.engine import InferenceConfig, InferenceProgress, predict_tiles
-    from napari_histo.models.finetune import finetune_recipe, run_finetune
-    from napari_histo.models.loading import resolve_model_dir
-
-    spec = predictions.spec
-    work = Path(work_dir)
-    labelled = int((tile_classes >= 0).sum())
-    if labelled < 4 or len(set(tile_classes[tile_classes >= 0].tolist())) < 2:
-        raise ValueError("label at least a few tiles of at least two classes (paint the classes layer)")
-    with open_slide(slide_path, mpp=slide_mpp, on_error="fill") as slide:
-        export_labelled_tiles(slide, predictions.grid, tile_classes, spec.class_names, work / "tiles")
-        yield "exported tiles", labelled, labelled
-        recipe = finetune_recipe(spec, resolve_model_dir(model_dir), work / "tiles", work / "runs",
-                                 epochs=epochs, lr=lr)  # fmt: skip
-        training = run_finetune(recipe, work / "recipe.yaml")
-        try:
-            while True:
-                done, total = next(training)
-                yield "training", done, total
-        except StopIteration as stop:
-            new_model = stop.value
-        model = load_model(new_model)
-        config = InferenceConfig(batch_size=64)
-        result = None
-        for item in predict_tiles(slide, spec, predictions.grid, model, config=config):
-            if isinstance(item, InferenceProgress):
-                yield "predicting", item.done, item.total
-            else:
-                result = item
-    return result, model, spec, new_model
 
 
 class RetrainWidget(Container):
@@ -113,21 +77,17 @@ class RetrainWidget(Container):
         from napari.qt.threading import create_worker
 
         slide_layer, classes_layer = self._layers()
-        ensure_ml_stack()
-        meta = slide_layer.metadata["napari_histo"]
+        session = slide_session(slide_layer)
         info = classes_layer.metadata["napari_histo"]
-        predictions, model = info["predictions"], info["model"]
-        corrections = self.corrections.value
-        mpp = meta.get("mpp") or 1.0
-        tile_classes = corrected_tile_classes(corrections, predictions, predictions.spec.class_names, mpp)
+        predictions, model = info["predictions"], resolve_model(info["model"])
+        tile_classes = corrected_tile_classes(self.corrections.value, predictions, slide_layer)
+        ensure_ml_stack()
         self._worker = create_worker(
-            retrain_and_predict, meta["path"], meta.get("mpp"), predictions, model, tile_classes,
-            str(self.work_dir.value), self.epochs.value, self.lr.value, _start_thread=False,
+            finetune_and_predict, session, model, predictions, tile_classes, str(self.work_dir.value),
+            epochs=self.epochs.value, lr=self.lr.value, _start_thread=False,
         )  # fmt: skip
         self._worker.yielded.connect(self._on_progress)
-        self._worker.returned.connect(
-            lambda out: self._show(out, slide_layer, int((tile_classes >= 0).sum()))
-        )
+        self._worker.returned.connect(lambda out: self._show(out, slide_layer))
         self._worker.errored.connect(lambda exc: setattr(self.summary, "value", f"failed: {exc}"))
         return start_with_cancel(self._worker, self.cancel_button)
 
@@ -138,25 +98,25 @@ class RetrainWidget(Container):
 
     def _layers(self) -> tuple[Any, Any]:
         slide_layer = self.layer.value
-        if slide_layer is None or "napari_histo" not in slide_layer.metadata:
-            raise ValueError("choose the slide layer (opened by napari-histo)")
+        slide_session(slide_layer)
         for layer in reversed(self._viewer.layers):
             info = layer.metadata.get("napari_histo", {}) if hasattr(layer, "metadata") else {}
             if info.get("kind") == "tile classes" and "predictions" in info:
                 return slide_layer, layer
-        raise ValueError("run a model first (Run a model): the corrections refer to its tiles")
+        raise InvalidParameterError("run a model first (Run a model): the corrections refer to its tiles")
 
-    def _on_progress(self, value: tuple[str, int, int]) -> None:
-        stage, done, total = value
-        self.stage.value = stage
-        self.progress.max = max(1, total)
-        self.progress.value = done
+    def _on_progress(self, item: Any) -> None:
+        self.stage.value = item.stage
+        self.progress.max = max(1, item.total)
+        self.progress.value = item.done
 
-    def _show(self, out: tuple, slide_layer: Any, labelled: int) -> None:
-        result, _model, _spec, new_model = out
-        mpp = slide_layer.metadata["napari_histo"].get("mpp") or 1.0
-        layers = add_prediction_layers(self._viewer, result, slide_layer, mpp)
+    def _show(self, out: Any, slide_layer: Any) -> None:
+        layers = add_prediction_layers(self._viewer, out.predictions, slide_layer)
         layers["classes"].name = f"{slide_layer.name} classes (fine-tuned)"
-        layers["classes"].metadata["napari_histo"].update({"predictions": result, "model": str(new_model)})
-        self.new_model = Path(new_model)
-        self.summary.value = f"fine-tuned on {labelled} tiles; predicted again with {new_model}"
+        layers["classes"].metadata["napari_histo"].update(
+            {"predictions": out.predictions, "model": out.model}
+        )
+        self.new_model = Path(out.model.directory)
+        self.summary.value = (
+            f"fine-tuned on {sum(out.tiles.values())} tiles; predicted again with {self.new_model}"
+        )

@@ -3,9 +3,9 @@
 The reference is an image layer (optionally only the region of a rectangle
 drawn in a Shapes layer) or a saved stain JSON file.  The output is a
 normalised preview of the visible region, or a new layer of the whole image
-at overview resolution.  The widget only forwards values to
-:mod:`napari_histo.core.stain`; fitting and the transform run in a thread
-worker with a progress bar and a cancel button.
+at overview resolution.  The widget gathers the pixels and calls
+:func:`napari_histo.pipeline.stain.normalize_to_reference` in a thread worker
+with a progress bar and a cancel button.
 """
 
 from __future__ import annotations
@@ -19,9 +19,12 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, ProgressBar, PushButton, create_widget
 
 from napari_histo._napari._widgets._workers import start_with_cancel
-from napari_histo.core.stain import StainMethod, StainParams, fit_stain, normalize_stain
+from napari_histo.core.stain import StainMethod, StainParams
+from napari_histo.errors import InvalidParameterError
+from napari_histo.io.stain_json import save_stain_params
+from napari_histo.pipeline.stain import normalize_to_reference
 
-__all__ = ["StainOutput", "StainWidget", "normalize_pixels", "overview", "visible_region"]
+__all__ = ["StainOutput", "StainWidget", "overview", "visible_region"]
 
 _OVERVIEW_MAX_PX = 2048
 
@@ -66,20 +69,10 @@ def region_of(layer: Any, shapes: Any | None) -> np.ndarray:
     r0, c0 = max(r0, 0), max(c0, 0)
     crop = pixels[r0:r1, c0:c1]
     if crop.size == 0:
-        raise ValueError(f"the rectangle in {shapes.name!r} does not overlap the reference {layer.name!r}")
+        raise InvalidParameterError(
+            f"the rectangle in {shapes.name!r} does not overlap the reference {layer.name!r}"
+        )
     return crop
-
-
-def normalize_pixels(reference: np.ndarray | None, params_file: str | None, method: str, pixels: np.ndarray):
-    """Generator: yields progress (1, 2); returns (normalised uint8 pixels, fitted target)."""
-    if params_file:
-        target = StainParams.from_json(Path(params_file).read_text(encoding="utf-8"))
-    else:
-        target = fit_stain(reference, method)
-    yield 1
-    out = normalize_stain(pixels, target)
-    yield 2
-    return out, target
 
 
 class StainWidget(Container):
@@ -113,17 +106,16 @@ class StainWidget(Container):
 
         layer = self.image.value
         if layer is None:
-            raise ValueError("choose the Image layer to normalise")
+            raise InvalidParameterError("choose the Image layer to normalise")
         params = self._params_file()
         reference = None if params else region_of(self.reference.value or layer, self.region.value)
         if self.output.value == StainOutput.VISIBLE.value:
             pixels, offset, level = visible_region(layer)
         else:
             (pixels, level), offset = overview(layer), (0, 0)
-        self._worker = create_worker(
-            normalize_pixels, reference, params, self.method.value, pixels, _start_thread=False
-        )
-        self._worker.yielded.connect(self.progress.set_value)
+        self._worker = create_worker(normalize_to_reference, pixels, self.method.value, reference=reference,
+                                     params_file=params, _start_thread=False)  # fmt: skip
+        self._worker.yielded.connect(lambda item: self.progress.set_value(item.done))
         self._worker.returned.connect(lambda result: self._show(result, layer, offset, level))
         return start_with_cancel(self._worker, self.cancel_button)
 
@@ -134,9 +126,8 @@ class StainWidget(Container):
     def save_reference(self) -> Path:
         path = Path(str(self.save_path.value))
         if self.target is None or str(self.save_path.value) in ("", "."):
-            raise ValueError("normalise once (to fit a reference) and choose a file to save it to")
-        path.write_text(self.target.to_json() + "\n", encoding="utf-8")
-        return path
+            raise InvalidParameterError("normalise once (to fit a reference) and choose a file to save it to")
+        return save_stain_params(self.target, path)
 
     def _params_file(self) -> str | None:
         value = str(self.params_file.value)

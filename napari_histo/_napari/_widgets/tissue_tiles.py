@@ -1,7 +1,8 @@
 """Dock widget: tissue mask and tile grid of a slide layer (Labels + Shapes with counts).
 
-Only forwards values to :mod:`napari_histo.io.patches`; the work runs in a
-thread worker that yields progress, with a progress bar and a cancel button.
+Gathers the values and calls :func:`napari_histo.pipeline.tissue.tissue_grid`
+on the slide layer's session in a thread worker that yields progress, with a
+progress bar and a cancel button.
 """
 
 from __future__ import annotations
@@ -22,27 +23,12 @@ from magicgui.widgets import (
     create_widget,
 )
 
+from napari_histo._napari._session import set_slide_mpp, world_per_px
 from napari_histo._napari._widgets._workers import start_with_cancel
 from napari_histo.core.tissue import TissueConfig, TissueMethod
+from napari_histo.pipeline.tissue import tissue_grid
 
-__all__ = ["TissueTilesWidget", "compute_tissue_tiles"]
-
-
-def compute_tissue_tiles(path: str, mpp: float | None, method: str, config: TissueConfig, target_mpp: float,
-                         tile_px: int, overlap_px: int, min_tissue: float):  # fmt: skip
-    """Generator: yields progress (1-3); returns (SlideTissueMask, kept TileGrid, fractions, tile count)."""
-    from napari_histo.io import open_slide
-    from napari_histo.io.patches import plan_slide_grid, slide_tissue_mask, tissue_tiles
-
-    with open_slide(path, mpp=mpp) as slide:
-        yield 1
-        mask = slide_tissue_mask(slide, method, config)
-        yield 2
-        grid = plan_slide_grid(slide, target_mpp, tile_px, overlap_px)
-        total = len(grid)
-        grid, fractions = tissue_tiles(grid, mask, min_tissue)
-        yield 3
-    return mask, grid, fractions, total
+__all__ = ["TissueTilesWidget"]
 
 
 class TissueTilesWidget(Container):
@@ -80,17 +66,14 @@ class TissueTilesWidget(Container):
         from napari.qt.threading import create_worker
 
         layer = self.layer.value
-        if layer is None or "napari_histo" not in layer.metadata:
-            raise ValueError("choose an Image layer opened by napari-histo (File > Open a slide)")
-        meta = layer.metadata["napari_histo"]
-        mpp = self.slide_mpp.value or meta.get("mpp")
+        session = set_slide_mpp(layer, self.slide_mpp.value)
         self._worker = create_worker(
-            compute_tissue_tiles, meta["path"], mpp or None, self.method.value, self._config(),
-            self.target_mpp.value, self.tile_px.value, self.overlap.value, self.min_tissue.value,
-            _start_thread=False,
+            tissue_grid, session, target_mpp=self.target_mpp.value, tile_px=self.tile_px.value,
+            overlap_px=self.overlap.value, min_tissue=self.min_tissue.value, method=self.method.value,
+            config=self._config(), _start_thread=False,
         )  # fmt: skip
-        self._worker.yielded.connect(self.progress.set_value)
-        self._worker.returned.connect(lambda result: self._show(result, mpp or 1.0, layer))
+        self._worker.yielded.connect(lambda item: self.progress.set_value(item.done))
+        self._worker.returned.connect(lambda found: self._show(found, layer))
         return start_with_cancel(self._worker, self.cancel_button)
 
     def _config(self) -> TissueConfig:
@@ -104,23 +87,26 @@ class TissueTilesWidget(Container):
         if self._worker is not None:
             self._worker.quit()
 
-    def _show(self, result: tuple, mpp: float, layer: Any) -> None:
-        name = layer.name
-        mask, grid, fractions, total = result
+    def _show(self, found: Any, layer: Any) -> None:
+        name, mask, grid = layer.name, found.mask, found.grid
         self.summary.value = (
-            f"{len(grid):,} of {total:,} tiles kept; tissue {mask.mask.mean():.0%} of the slide"
+            f"{len(grid):,} of {found.total:,} tiles kept; tissue {mask.mask.mean():.0%} of the slide"
         )
+        s = world_per_px(layer)
+        origin = np.asarray(layer.translate[-2:], float)
         ds = mask.downsample_rc
-        # level-0 pixel centres are at i * mpp in the world; a mask pixel's is (ds - 1) / 2 further
+        # level-0 pixel centres are at origin + i * s in the world; a mask pixel's is (ds - 1) / 2 further
         self._viewer.add_labels(
             mask.mask.astype(np.uint8), name=f"{name} tissue", opacity=0.4, units=layer.units,
-            scale=(ds[0] * mpp, ds[1] * mpp), translate=((ds[0] - 1) / 2 * mpp, (ds[1] - 1) / 2 * mpp),
+            scale=(ds[0] * s, ds[1] * s), translate=tuple(origin + (np.asarray(ds) - 1) / 2 * s),
         )  # fmt: skip
         size = grid.tile_px_level0
-        rects = [(np.array([[r, c], [r + size, c + size]]) - 0.5) * mpp for r, c in grid.origins_rc.tolist()]
+        rects = [
+            origin + (np.array([[r, c], [r + size, c + size]]) - 0.5) * s for r, c in grid.origins_rc.tolist()
+        ]
         shapes = self._viewer.add_shapes(
             rects, shape_type="rectangle", name=f"{name} tiles ({len(grid)})", edge_color="yellow",
-            face_color="transparent", edge_width=max(size * mpp / 50, 0.5),
-            features={"tissue_fraction": np.asarray(fractions)}, units=layer.units,
+            face_color="transparent", edge_width=max(size * s / 50, 0.5),
+            features={"tissue_fraction": np.asarray(found.fractions)}, units=layer.units,
         )  # fmt: skip
         shapes.metadata["napari_histo"] = {"tile_count": len(grid), "tile_px": grid.tile_px}

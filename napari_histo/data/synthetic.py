@@ -15,11 +15,13 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from napari_histo.core.stain import RUIFROK_RGB_FROM_HED
+
 __all__ = ["SYNTHETIC_MPP", "write_synthetic_slide"]
 
 SYNTHETIC_MPP = 0.5
 # optical density per unit stain (rows: haematoxylin, eosin); Ruifrok & Johnston 2001
-_STAIN_OD = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11]], dtype=np.float32)
+_STAIN_OD = RUIFROK_RGB_FROM_HED[:2].astype(np.float32)
 _STAIN_OD /= np.linalg.norm(_STAIN_OD, axis=1, keepdims=True)
 
 

@@ -41,7 +41,7 @@ def cache_dir() -> Path:
 
 def synthetic_slide_path() -> Path:
     """The synthetic H&E OME-TIFF in the cache, generated on first use (~10 s)."""
-    from napari_histo.io.synthetic import write_synthetic_slide
+    from napari_histo.data.synthetic import write_synthetic_slide
 
     path = cache_dir() / "synthetic-he-v1.ome.tif"
     if not path.exists():

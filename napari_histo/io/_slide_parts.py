@@ -1,0 +1,72 @@
+"""What a format opener reads from a file, before :func:`open_slide` builds the ``Slide``.
+
+Format openers (``_tiff_pyramid`` for TIFF, ``slide._open_plain_image`` for
+PNG/JPEG) return a :class:`SlideParts`; ``open_slide`` adds the computed
+levels, the tile cache and the user's µm/px and constructs the (immutable)
+``Slide`` once.  This module imports no other ``napari_histo.io`` module that
+builds slides, so the dependency runs one way: ``slide`` -> openers -> here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from napari_histo.io._metadata import Calibration
+from napari_histo.io._tile_reader import LevelReader
+
+__all__ = ["LevelInfo", "SlideParts"]
+
+
+@dataclass(frozen=True)
+class LevelInfo:
+    """What one pyramid level is, without its pixels.
+
+    ``shape`` is (rows, cols[, samples]); ``downsample`` is level-0 pixels per
+    level pixel; ``tile_shape`` is the file's (rows, cols) chunk, or ``None``
+    for computed levels; ``compression`` names the codec.
+    """
+
+    shape: tuple[int, ...]
+    downsample: float
+    tile_shape: tuple[int, int] | None
+    compression: str
+    stored: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "shape": list(self.shape),
+            "downsample": round(self.downsample, 4),
+            "tile_shape": list(self.tile_shape) if self.tile_shape else None,
+            "compression": self.compression,
+            "stored_in_file": self.stored,
+        }
+
+
+@dataclass(frozen=True)
+class SlideParts:
+    """The levels, metadata and resources of an opened file (levels stored in it only).
+
+    ``zarr_factory(i)`` makes a zarr array over stored level ``i`` (``None``:
+    no zarr view, levels are served as dask arrays); ``associated`` maps names
+    to loaders of label/macro/thumbnail images; ``close`` releases the file
+    (idempotent), or is ``None`` when nothing stays open.
+    """
+
+    format: str
+    vendor: str | None
+    calibration: Calibration
+    level_info: tuple[LevelInfo, ...]
+    properties: dict[str, str]
+    readers: tuple[LevelReader, ...]
+    zarr_factory: Callable[[int], Any] | None = None
+    associated: Mapping[str, Any] = field(default_factory=dict)
+    close: Callable[[], Any] | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.level_info) != len(self.readers) or not self.readers:
+            raise ValueError(
+                f"a slide needs one reader per level, got {len(self.readers)} readers "
+                f"for {len(self.level_info)} levels"
+            )
