@@ -28,7 +28,7 @@ from _mosaic import real_tile_pool, write_mosaic_slide
 
 
 def decode_rate(slide, grid, workers: int) -> float:
-    from napari_histo.io.patches import iter_tiles
+    from napari_histo.io.regions import iter_tiles
 
     start = time.perf_counter()
     count = sum(1 for _ in iter_tiles(slide, grid, workers=workers))
@@ -64,13 +64,12 @@ def model_rate(model, spec, device, batch: int, seconds: float, channels_last: b
 
 
 def end_to_end_rate(slide, spec, grid, model, device, batch: int, workers: int, compile_model: bool) -> float:
-    from napari_histo.models.engine import InferenceConfig, TilePredictions, predict_tiles
+    from napari_histo.core.progress import run_to_end
+    from napari_histo.models.engine import InferenceConfig, predict_tiles
 
     config = InferenceConfig(device=str(device), batch_size=batch, workers=workers, compile=compile_model)
-    for item in predict_tiles(slide, spec, grid, model, config=config):
-        if isinstance(item, TilePredictions):
-            return len(grid) / item.elapsed_s
-    raise RuntimeError("predict_tiles yielded no result")
+    result = run_to_end(predict_tiles(slide, spec, grid, model, config=config))
+    return len(grid) / result.elapsed_s
 
 
 def main() -> None:
@@ -78,8 +77,8 @@ def main() -> None:
     import torch
 
     from napari_histo.core.tiling import select_tiles
-    from napari_histo.io import open_slide
-    from napari_histo.io.patches import plan_slide_grid
+    from napari_histo.pipeline.session import open_session
+    from napari_histo.pipeline.tissue import plan_grid
     from napari_histo.models import ModelSpec, create_network
     from napari_histo.models.loading import resolve_device
 
@@ -107,11 +106,12 @@ def main() -> None:
         f"device {device} ({hardware}), torch {torch.__version__}, batch {args.batch}, {args.workers} threads"
     )
     results = {}
-    with open_slide(path) as slide:
+    with open_session(path) as session:
+        slide = session.slide
         for name in args.models:
             classes = ("normal", "tumour")
             spec = ModelSpec(name, 2, classes, patch_size_pixels=224, spacing_um_px=0.5)
-            grid = plan_slide_grid(slide, spec.spacing_um_px, spec.patch_size_pixels)
+            grid = plan_grid(session, spec.spacing_um_px, spec.patch_size_pixels)
             rng = np.random.default_rng(0)
             start = int(rng.integers(0, max(1, len(grid) - args.tiles)))
             grid = select_tiles(grid, np.arange(start, min(len(grid), start + args.tiles)))

@@ -19,9 +19,10 @@ import imagecodecs
 import numpy as np
 import tifffile
 
-from napari_histo.io import open_slide
-from napari_histo.io.patches import DEFAULT_MASK_MPP, plan_slide_grid, slide_tissue_mask, tissue_tiles
 from napari_histo.data.synthetic import write_synthetic_slide
+from napari_histo.io import open_slide
+from napari_histo.pipeline.session import open_session
+from napari_histo.pipeline.tissue import DEFAULT_MASK_MPP, plan_grid, slide_tissue_mask, tissue_tiles
 
 TILE = 256
 MPP = 0.25
@@ -76,11 +77,11 @@ def main() -> None:
         print(f"wrote {args.size:,}² slide ({path.stat().st_size / 1e6:.0f} MB) in {took:.1f} s")
         for i in range(args.repeat):
             t0 = time.perf_counter()
-            with open_slide(path, mpp=MPP) as slide:
+            with open_session(path, mpp=MPP) as session:
                 t1 = time.perf_counter()
-                mask = slide_tissue_mask(slide, mask_mpp=args.mask_mpp)
+                mask = slide_tissue_mask(session, mask_mpp=args.mask_mpp)
                 t2 = time.perf_counter()
-                grid = plan_slide_grid(slide, args.mpp, args.tile_px)
+                grid = plan_grid(session, args.mpp, args.tile_px)
                 kept, _ = tissue_tiles(grid, mask, 0.5)
                 t3 = time.perf_counter()
             print(

@@ -38,7 +38,9 @@ def import_cycles(graph: grimp.ImportGraph, modules: set[str]) -> list[list[str]
                     counter += 1
                     stack.append(child)
                     on_stack.add(child)
-                    work.append((child, iter(sorted(graph.find_modules_directly_imported_by(child) & modules))))
+                    work.append(
+                        (child, iter(sorted(graph.find_modules_directly_imported_by(child) & modules)))
+                    )
                 elif child in on_stack:
                     low[node] = min(low[node], index[child])
                 continue
@@ -66,7 +68,9 @@ def graph() -> grimp.ImportGraph:
 def test_no_import_cycles_between_modules(graph):
     modules = {m for m in graph.modules if m.split(".")[0] in PACKAGES}
     cycles = import_cycles(graph, modules)
-    assert not cycles, "import cycles (each group imports itself back): " + "; ".join(" ↔ ".join(c) for c in cycles)
+    assert not cycles, "import cycles (each group imports itself back): " + "; ".join(
+        " ↔ ".join(c) for c in cycles
+    )
 
 
 def test_the_cycle_finder_finds_a_cycle():

@@ -24,7 +24,7 @@ from typing import Any
 
 import click
 
-from napari_histo.errors import HistoError
+from napari_histo.cli.main import run_command
 from napari_histo.models import load_spec
 from napari_histo.models.spec import WEIGHTS_FILE
 from training.config import ConfigError, TrainingConfig, config_from_dict, config_to_dict, load_config
@@ -161,20 +161,8 @@ def finetune(
 def main(argv: list[str] | None = None) -> None:
     """``python -m training.finetune``: errors of the recipe or data are one line on stderr, exit 2."""
     args = sys.argv[1:] if argv is None else list(argv)
-    try:
-        finetune.main(
-            args=args, prog_name="python -m training.finetune", standalone_mode=False,
-            obj={"command": "python -m training.finetune " + shlex.join(args)},
-        )  # fmt: skip
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except HistoError as exc:  # ConfigError, DataError, ModelSpecError ...
-        click.echo("error: " + " ".join(str(exc).split()), err=True)
-        sys.exit(2)
+    run_command(finetune, args, "python -m training.finetune",
+                obj={"command": "python -m training.finetune " + shlex.join(args)})  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -66,8 +66,15 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> Any:
     """Console entry point: project errors become one clear line and exit code 2."""
+    return run_command(cli, argv, "histo")
+
+
+def run_command(command: click.Command, argv: list[str] | None, prog_name: str, **extra: Any) -> Any:
+    """Run a click command as a console program: usage errors as click shows them, a project error
+    (:class:`~napari_histo.errors.HistoError`) as one line ``error: ...`` and exit code 2, never a traceback.
+    """
     try:
-        return cli.main(args=argv, prog_name="histo", standalone_mode=False)
+        return command.main(args=argv, prog_name=prog_name, standalone_mode=False, **extra)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
@@ -75,7 +82,7 @@ def main(argv: list[str] | None = None) -> Any:
         exc.show()
         sys.exit(exc.exit_code)
     except HistoError as exc:
-        click.secho(f"error: {exc}", fg="red", err=True)
+        click.secho("error: " + " ".join(str(exc).split()), fg="red", err=True)
         sys.exit(2)
 
 

@@ -55,8 +55,11 @@ class PredictionStore:
         if partial.exists():
             try:
                 group = zarr.open_group(str(partial), mode="r+")
-                if group.attrs.get("fingerprint") == stamp and group["origins_rc"].shape[0] == len(
-                    origins_rc
+                origins = group["origins_rc"]
+                if (
+                    group.attrs.get("fingerprint") == stamp
+                    and isinstance(origins, zarr.Array)
+                    and origins.shape[0] == len(origins_rc)
                 ):
                     return cls(group, partial)
             except Exception:  # noqa: BLE001 - an unreadable partial store is simply started again

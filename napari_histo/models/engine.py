@@ -11,6 +11,7 @@ resumes and the final store appears atomically.
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Generator, Iterator
@@ -87,7 +88,7 @@ def predict_tiles(
     model: Any,
     *,
     config: InferenceConfig | None = None,
-    store_path: str | Path | None = None,
+    store_path: str | os.PathLike[str] | None = None,
     stain: Any = None,
 ) -> Generator[InferenceProgress, None, TilePredictions]:
     """Classify every tile of ``grid``: yields :class:`InferenceProgress`, returns :class:`TilePredictions`.

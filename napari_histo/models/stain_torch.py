@@ -21,6 +21,7 @@ from napari_histo.core.stain import (
     StainMethod,
     StainNormalizer,
     StainParams,
+    _fitted,
     check_same_method,
     too_little_tissue,
 )
@@ -103,6 +104,11 @@ def _tensor(values: np.ndarray, like: Any) -> Any:
     return _torch().as_tensor(np.asarray(values), dtype=torch_float(), device=like.device)
 
 
+def _fitted_tensor(value: np.ndarray | None, name: str, params: StainParams, like: Any) -> Any:
+    """A fitted field of ``params`` as a tensor; ``ValueError`` naming it when the parameters lack it."""
+    return _tensor(_fitted(value, name, params), like)
+
+
 def torch_float() -> Any:
     return _torch().float32
 
@@ -161,9 +167,9 @@ def _deconvolve(flat: Any, target: StainParams, source: StainParams | None) -> A
     od = _od(flat)
     n = flat.shape[0]
     if source is not None:
-        he = _tensor(source.stain_matrix, od).expand(n, 2, 3)
+        he = _fitted_tensor(source.stain_matrix, "stain_matrix", source, od).expand(n, 2, 3)
         conc = od @ torch.linalg.pinv(he)
-        max_c = _tensor(source.max_concentrations, od).expand(n, 2)
+        max_c = _fitted_tensor(source.max_concentrations, "max_concentrations", source, od).expand(n, 2)
     else:
         keep = (flat <= _MAX_STAINED).all(dim=-1)
         if target.method is StainMethod.MACENKO:
@@ -173,8 +179,9 @@ def _deconvolve(flat: Any, target: StainParams, source: StainParams | None) -> A
             he = _tensor(np.stack([vahadane_matrix(od_np[i][keep_np[i]]) for i in range(n)]), od)
         conc = od @ torch.linalg.pinv(he)
         max_c = _masked_quantile(conc, keep, sm.MAX_C_PERCENT / 100)
-    scale = _tensor(target.max_concentrations, od) / torch.clamp(max_c, min=1e-6)
-    out_od = (conc * scale[:, None]) @ _tensor(target.stain_matrix, od)
+    target_max_c = _fitted_tensor(target.max_concentrations, "max_concentrations", target, od)
+    scale = target_max_c / torch.clamp(max_c, min=1e-6)
+    out_od = (conc * scale[:, None]) @ _fitted_tensor(target.stain_matrix, "stain_matrix", target, od)
     return torch.clamp(torch.round(256.0 * torch.exp(-out_od) - 1.0), 0, 255).to(torch.uint8)
 
 
@@ -182,7 +189,8 @@ def _reinhard(flat: Any, target: StainParams, source: StainParams | None) -> Any
     torch = _torch()
     lab = _rgb_to_lab(flat)
     if source is not None:
-        mean, std = _tensor(source.lab_mean, lab)[None], _tensor(source.lab_std, lab)[None]
+        mean = _fitted_tensor(source.lab_mean, "lab_mean", source, lab)[None]
+        std = _fitted_tensor(source.lab_std, "lab_std", source, lab)[None]
     else:
         keep = (flat <= _MAX_STAINED).any(dim=-1)
         w = keep[..., None].to(lab.dtype)
@@ -190,7 +198,9 @@ def _reinhard(flat: Any, target: StainParams, source: StainParams | None) -> Any
         mean = (lab * w).sum(dim=1) / count
         std = torch.sqrt((((lab - mean[:, None]) ** 2) * w).sum(dim=1) / count)
     scaled = (lab - mean[:, None]) / torch.clamp(std, min=1e-6)[:, None]
-    return _lab_to_rgb(scaled * _tensor(target.lab_std, lab) + _tensor(target.lab_mean, lab))
+    target_mean = _fitted_tensor(target.lab_mean, "lab_mean", target, lab)
+    target_std = _fitted_tensor(target.lab_std, "lab_std", target, lab)
+    return _lab_to_rgb(scaled * target_std + target_mean)
 
 
 def _rgb_to_lab(flat: Any) -> Any:

@@ -123,7 +123,9 @@ def _step_qupath(slide_path: Path, model: ModelHandle, out: Path) -> JourneyStep
     geojson = outputs_for(slide_path, out / "predictions")["geojson"]
     result = qb.validate_geojson(geojson)
     spec = model.spec
-    classes = [qb.Classification.from_name(n, tuple(c)) for n, c in zip(spec.class_names, spec.class_colors)]
+    classes: list[qb.Classification | str] = [
+        qb.Classification.from_name(n, tuple(c)) for n, c in zip(spec.class_names, spec.class_colors)
+    ]
     qb.write_class_list(classes, out / "qupath-classes.json")
     objects = qb.read_geojson(geojson)
     verdict = "OK for QuPath" if result.is_valid else result.format(limit=2)

@@ -64,8 +64,9 @@ def tile_objects(
     out = []
     for i, (obj, (row, col)) in enumerate(zip(objects, grid.origins_rc.tolist())):
         changes: dict[str, Any] = {"id": str(uuid.uuid5(_NAMESPACE, f"{slide_name}:{row}:{col}:{size:.3f}"))}
-        if labels is not None and labels[i]:
-            changes["classification"] = qb.Classification.from_name(labels[i])
+        label = labels[i] if labels is not None else None
+        if label:
+            changes["classification"] = qb.Classification.from_name(label)
         if extra:
             changes["measurements"] = {**obj.measurements, **{k: float(v[i]) for k, v in extra.items()}}
         out.append(replace(obj, **changes))

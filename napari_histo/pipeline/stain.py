@@ -67,7 +67,8 @@ def stain_normalizer(
     from napari_histo.models.stain_torch import TorchStainNormalizer
 
     with open_slide(reference) as ref:
-        pixels = ref.read_region((0, 0), ref.level_count - 1, ref.level_info[-1].shape[:2])
+        rows, cols = ref.level_info[-1].shape[:2]
+        pixels = ref.read_region((0, 0), ref.level_count - 1, (rows, cols))
     return TorchStainNormalizer(method, device=str(resolve_device(device))).fit(pixels[..., :3])
 
 

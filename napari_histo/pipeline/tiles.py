@@ -111,7 +111,8 @@ def export_slide_tiles(
             "or a finer µm/px (--mpp)"
         )
     grid, fractions = tissue_tiles(grid, slide_tissue_mask(session, tissue_method), min_tissue)
-    labels, names = None, ()
+    labels: list[str] | None = None
+    names: tuple[str, ...] = ()
     if annotations is not None:
         codes, names = label_tiles(grid, read_annotation_regions(annotations), label_rule)
         keep = codes >= 0

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from conftest import shared_file
 
+from napari_histo.data.samples import CMU1_SMALL_REGION, cache_dir, cmu_small_region_path, fetch
 from napari_histo.errors import DownloadError
 from napari_histo.io import open_slide
-from napari_histo.data.samples import CMU1_SMALL_REGION, cache_dir, cmu_small_region_path, fetch
 
 
 def test_fetch_from_a_local_url_into_the_cache_once():

@@ -1,4 +1,4 @@
-"""Correct and retrain: corrected tiles → class folders → ``training.finetune`` in a child process → new model."""
+"""Correct and retrain: corrected tiles → class folders → training in a child process → a new model."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def test_corrections_fine_tune_a_model_in_a_child_process_and_predict_again(tmp_
         tuned = run_to_end(work, stages.append)
     assert sum(tuned.tiles.values()) == int((classes >= 0).sum())  # only the corrected tiles
     assert len(list((tmp_path / "work" / "tiles" / "tumour").glob("*.png"))) == tuned.tiles["tumour"]
-    assert [s.stage for s in stages][0] == "exporting corrected tiles"
+    assert stages[0].stage == "exporting corrected tiles"
     assert ("training", 1, 1) in {(s.stage, s.done, s.total) for s in stages}
     assert stages[-1].stage == "predicting"
     # the child built its recipe with training's schema and kept it beside the run
@@ -64,5 +64,5 @@ def test_too_few_corrections_are_refused_before_any_work(tmp_path):
 
 def test_failed_training_reports_the_childs_output(tmp_path):
     model = resolve_model(save_model(create_network(SPEC), SPEC, tmp_path / "model"), "cpu")
-    with pytest.raises(TrainingFailedError, match="(?s)training failed.*tiles folder not found"):
+    with pytest.raises(TrainingFailedError, match=r"(?s)training failed.*tiles folder not found"):
         run_to_end(finetune(model, tmp_path / "no-tiles", tmp_path / "runs", epochs=1, poll_s=0.1))

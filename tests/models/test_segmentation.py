@@ -10,12 +10,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("segmentation_models_pytorch")
 
 from napari_histo.core.progress import run_to_end  # noqa: E402
-from napari_histo.models.spec import ModelSpecError  # noqa: E402
-from napari_histo.pipeline import open_session  # noqa: E402
-from napari_histo.pipeline.tissue import plan_grid  # noqa: E402
 from napari_histo.models import ModelSpec, create_network  # noqa: E402
 from napari_histo.models.engine import InferenceConfig  # noqa: E402
 from napari_histo.models.segmentation import SegmentationResult, output_shape, predict_segmentation  # noqa: E402
+from napari_histo.models.spec import ModelSpecError  # noqa: E402
+from napari_histo.pipeline import open_session  # noqa: E402
+from napari_histo.pipeline.tissue import plan_grid  # noqa: E402
 
 SPEC = ModelSpec(architecture="unet:resnet18", task="segmentation", num_classes=2, class_names=("bg", "fg"),
                  patch_size_pixels=64, spacing_um_px=4.0)  # fmt: skip
@@ -31,7 +31,9 @@ def test_stitched_labels_cover_the_grid_and_resume_identically(tmp_path):
     with open_session(path) as session:
         slide = session.slide
         grid = plan_grid(session, SPEC.spacing_um_px, SPEC.patch_size_pixels, overlap_px=16)
-        result = run_to_end(predict_segmentation(slide, SPEC, grid, model, tmp_path / "full.zarr", config=CPU))
+        result = run_to_end(
+            predict_segmentation(slide, SPEC, grid, model, tmp_path / "full.zarr", config=CPU)
+        )
         assert isinstance(result, SegmentationResult)
         assert result.shape_rc == output_shape(grid)
         labels = np.asarray(zarr.open_group(str(tmp_path / "full.zarr"), mode="r")["labels"])
@@ -59,5 +61,7 @@ def test_classifier_spec_is_refused(tmp_path):
                      spacing_um_px=4.0)  # fmt: skip
     with open_session(shared_file("wsi", "CMU-1-Small-Region.svs")) as session:
         grid = plan_grid(session, 4.0, 64)
-        with pytest.raises(ModelSpecError, match="classification model; segmentation needs task: segmentation"):
+        with pytest.raises(
+            ModelSpecError, match="classification model; segmentation needs task: segmentation"
+        ):
             next(predict_segmentation(session.slide, spec, grid, create_network(spec), tmp_path / "x.zarr"))

@@ -8,6 +8,10 @@ from conftest import shared_file
 
 torch = pytest.importorskip("torch")
 
+from napari_histo._napari._widgets._ml_stack import ensure_ml_stack  # noqa: E402
+
+ensure_ml_stack()  # torch and timm as the docks load them (without triton), before a viewer loads OpenGL
+
 
 @pytest.mark.qt
 def test_show_journey_on_cmu1(make_napari_viewer, tmp_path):
@@ -15,16 +19,19 @@ def test_show_journey_on_cmu1(make_napari_viewer, tmp_path):
 
     from napari_histo._napari.journey_viewer import show_journey
     from napari_histo.models import ModelSpec, create_network, save_model
-    from napari_histo.models.slide_job import SlideJob, outputs_for, run_slide_job
 
     spec = ModelSpec("resnet18", 2, ("normal", "tumour"), patch_size_pixels=64, spacing_um_px=2.0,
                      class_colors=((0, 114, 178), (213, 94, 0)))  # fmt: skip
     torch.manual_seed(0)
     model = save_model(create_network(spec), spec, tmp_path / "m")
     slide = shared_file("wsi", "CMU-1-Small-Region.svs")
+    from napari_histo.core.progress import run_to_end
     from napari_histo.models.engine import InferenceConfig
+    from napari_histo.pipeline import SlideJob, resolve_model, run_slide_job
+    from napari_histo.pipeline.slide_job import outputs_for
 
-    summary = run_slide_job(SlideJob(slide, model, tmp_path / "out", InferenceConfig(device="cpu")))
+    job = SlideJob(slide, tmp_path / "out", InferenceConfig(device="cpu"))
+    summary = run_to_end(run_slide_job(job, resolve_model(model, "cpu")))
     viewer = make_napari_viewer()
     show_journey(slide, outputs_for(slide, tmp_path / "out")["zarr"], block=False, viewer=viewer)
     names = [layer.name for layer in viewer.layers]

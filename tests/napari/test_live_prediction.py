@@ -8,7 +8,11 @@ from conftest import shared_file
 
 pytest.importorskip("torch")
 
-from napari_histo.models import ModelSpec, create_network, save_model
+from napari_histo._napari._widgets._ml_stack import ensure_ml_stack
+
+ensure_ml_stack()  # torch and timm as the docks load them (without triton), before a viewer loads OpenGL
+
+from napari_histo.models import ModelSpec, create_network, save_model  # noqa: E402
 
 SPEC = ModelSpec("resnet18", 2, ("Tumor", "Stroma"), patch_size_pixels=64, spacing_um_px=2.0)
 
@@ -17,7 +21,8 @@ SPEC = ModelSpec("resnet18", 2, ("Tumor", "Stroma"), patch_size_pixels=64, spaci
 def test_live_prediction_follows_the_view(make_napari_viewer, qtbot, tmp_path):
     import torch
 
-    from napari_histo._napari._widgets.inference import InferenceWidget, viewer_camera, visible_bounds_rc
+    from napari_histo._napari._widgets._view import viewer_camera, visible_bounds_rc
+    from napari_histo._napari._widgets.inference import InferenceWidget
     from napari_histo.core.viewport import tiles_in_view
 
     torch.manual_seed(0)
@@ -36,14 +41,14 @@ def test_live_prediction_follows_the_view(make_napari_viewer, qtbot, tmp_path):
     live = widget.live_predictor
     qtbot.waitUntil(live.is_idle, timeout=60_000)
     grid = live.state["grid"]
-    bounds = visible_bounds_rc(viewer, 0.499)
+    bounds = visible_bounds_rc(viewer, layer)
     in_view = set(tiles_in_view(grid, bounds).tolist())
     first = set(live.predicted_order)
     assert first == in_view  # the visible tiles, and only those
     assert len(first) < len(grid)
     # centre first: the first tile predicted is the one nearest the view's centre
     centre = np.array([(bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2])
-    distances = np.hypot(*(grid.origins_rc[live.predicted_order] + grid.tile_px_level0 / 2 - centre).T)
+    distances = np.hypot(*(grid.centres_rc()[live.predicted_order] - centre).T)
     assert distances[0] == distances.min()
     assert (np.asarray(live.labels_layer.data) > 0).sum() == len(first)
 

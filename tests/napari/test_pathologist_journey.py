@@ -13,6 +13,10 @@ import pytest
 from conftest import shared_file
 
 torch = pytest.importorskip("torch")
+
+from napari_histo._napari._widgets._ml_stack import ensure_ml_stack  # noqa: E402
+
+ensure_ml_stack()  # torch and timm as the docks load them (without triton), before a viewer loads OpenGL
 pytest.importorskip("yaml")
 
 DEFAULT_MODEL = "pcam-mobilenetv2"

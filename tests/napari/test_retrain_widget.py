@@ -7,6 +7,10 @@ import pytest
 from conftest import shared_file
 
 torch = pytest.importorskip("torch")
+
+from napari_histo._napari._widgets._ml_stack import ensure_ml_stack  # noqa: E402
+
+ensure_ml_stack()  # torch and timm as the docks load them (without triton), before a viewer loads OpenGL
 pytest.importorskip("yaml")
 
 
@@ -48,11 +52,11 @@ def test_paint_corrections_retrain_and_repredict(make_napari_viewer, qtbot, tmp_
     retrain.work_dir.value = tmp_path / "work"
     stages = []
     worker = retrain.run()
-    worker.yielded.connect(lambda v: stages.append(v[0]))
+    worker.yielded.connect(lambda item: stages.append(item.stage))
     with qtbot.waitSignal(worker.finished, timeout=300_000):
         pass
     qtbot.waitUntil(lambda: retrain.new_model is not None, timeout=10_000)
-    assert stages[0] == "exported tiles"
+    assert stages[0] == "exporting corrected tiles"
     assert "training" in stages
     assert stages[-1] == "predicting"
     assert load_spec(retrain.new_model).class_names == ("normal", "tumour")

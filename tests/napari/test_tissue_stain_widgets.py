@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from napari_histo._napari.reader import slide_layer_data
-from napari_histo.io import open_slide
 from napari_histo.data.synthetic import write_synthetic_slide
+from napari_histo.io import open_slide
 
 pytestmark = pytest.mark.qt
 
@@ -84,14 +84,15 @@ def test_cancel_stops_the_worker_before_results(slide_layer, qtbot, monkeypatch)
     import time
 
     from napari_histo._napari._widgets import tissue_tiles
+    from napari_histo.core.progress import Progress
 
-    def slow(*args):
+    def slow(*args, **kwargs):
         for step in range(1000):
             time.sleep(0.01)
-            yield step % 3
+            yield Progress(step % 3, 3)
         raise AssertionError("the worker was not cancelled")
 
-    monkeypatch.setattr(tissue_tiles, "compute_tissue_tiles", slow)
+    monkeypatch.setattr(tissue_tiles, "tissue_grid", slow)
     viewer, layer = slide_layer
     widget = tissue_tiles.TissueTilesWidget(viewer)
     widget.layer.value = layer

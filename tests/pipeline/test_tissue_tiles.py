@@ -73,7 +73,7 @@ def test_tiles_match_level0_resized(slide_path):
 def test_missing_mpp_names_every_way_to_give_it(tmp_path):
     path = tmp_path / "plain.png"
     path.write_bytes(imagecodecs.png_encode(np.full((300, 300, 3), 200, np.uint8)))
-    with open_session(path) as session, pytest.raises(MissingMppError, match="--slide-mpp.*dock"):
+    with open_session(path) as session, pytest.raises(MissingMppError, match=r"--slide-mpp.*dock"):
         plan_grid(session, 0.5, 64)
     with open_session(path, mpp=0.25) as session:
         assert session.mpp_source == "user"
@@ -98,7 +98,9 @@ def test_export_writes_and_resumes(slide_path, tmp_path):
         grid, fractions = tissue_tiles(plan_grid(session, 1.0, 128), slide_tissue_mask(session), 0.5)
         labels = ["a" if i % 2 else "b" for i in range(len(grid))]
         progress = []
-        count = run_to_end(export_tiles(session, grid, out, fractions=fractions, labels=labels), progress.append)
+        count = run_to_end(
+            export_tiles(session, grid, out, fractions=fractions, labels=labels), progress.append
+        )
         assert count == len(grid) and progress[-1].done == len(grid)
         first = sorted(out.glob("*/*.png"))
         assert len(first) == len(grid)
@@ -135,7 +137,7 @@ def test_export_slide_tiles_tells_what_it_kept_first(slide_path, tmp_path):
 
 
 def test_tile_bigger_than_the_slide_is_a_no_tissue_error_naming_the_options(slide_path, tmp_path):
-    with open_session(slide_path) as session, pytest.raises(NoTissueError, match="--tile-px.*--mpp"):
+    with open_session(slide_path) as session, pytest.raises(NoTissueError, match=r"--tile-px.*--mpp"):
         run_to_end(export_slide_tiles(session, tmp_path, target_mpp=8.0, tile_px=4096))
 
 
