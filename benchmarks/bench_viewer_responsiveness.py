@@ -25,7 +25,7 @@ SHARED_CMU = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "w
 
 def pan_frames(viewer, app, frames: int, step_um: float) -> list[float]:
     """Move the camera ``frames`` times; return each frame's GUI-thread time in ms."""
-    from napari_histo._napari._widgets.inference import viewer_camera
+    from napari_histo._napari._widgets._view import viewer_camera
 
     camera = viewer_camera(viewer)
     times = []
@@ -48,7 +48,8 @@ def main() -> None:
     import napari
     import torch
 
-    from napari_histo._napari._widgets.inference import InferenceWidget, viewer_camera
+    from napari_histo._napari._widgets._view import viewer_camera
+    from napari_histo._napari._widgets.inference import InferenceWidget
     from napari_histo.models import ModelSpec, create_network, save_model
 
     parser = argparse.ArgumentParser(

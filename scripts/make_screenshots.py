@@ -26,7 +26,7 @@ def main() -> int:
     import numpy as np
 
     from napari_histo._napari.viewer import show_scale_bar
-    from napari_histo.data.samples import cmu_small_region_path
+    from napari_histo.data import cmu_small_region_path
 
     if SHARED_CMU1.exists():
         cmu_small_region_path(url=SHARED_CMU1.as_uri())  # offline: seed the cache from shared data

@@ -153,7 +153,7 @@ def write_labels_geojson(path: str, data: Any, attributes: dict) -> list[str]:
     labels = np.asarray(data[0] if isinstance(data, list) else data)
     if labels.ndim != 2:
         raise ValueError(f"only 2-D label layers can be written as QuPath objects, got shape {labels.shape}")
-    mpp = _layer_mpp(attributes.get("metadata") or {}) or 1.0
+    mpp = _world_units_per_px(attributes.get("metadata") or {})
     scale = _vector(attributes, "scale", 1.0) / mpp
     translate = _vector(attributes, "translate", 0.0) / mpp
     if not np.isclose(scale[0], scale[1]):
@@ -166,7 +166,7 @@ def write_labels_geojson(path: str, data: Any, attributes: dict) -> list[str]:
 
 def _to_pixels(data_rc: np.ndarray, attributes: dict) -> np.ndarray:
     """Layer data → world (scale, translate) → level-0 pixel-centre ``(row, col)``."""
-    mpp = _layer_mpp(attributes.get("metadata") or {}) or 1.0
+    mpp = _world_units_per_px(attributes.get("metadata") or {})
     return (data_rc * _vector(attributes, "scale", 1.0) + _vector(attributes, "translate", 0.0)) / mpp
 
 
@@ -178,6 +178,12 @@ def _vector(attributes: dict, key: str, default: float) -> np.ndarray:
 
 def _originals(attributes: dict) -> list[PathObject]:
     return list(((attributes.get("metadata") or {}).get("qupath_bridge") or {}).get("objects") or [])
+
+
+def _world_units_per_px(metadata: dict) -> float:
+    """World units per level-0 pixel: the slide's µm/px when the layers are in µm, else 1 (in pixels)."""
+    mpp = _layer_mpp(metadata)
+    return 1.0 if mpp is None else mpp
 
 
 def _layer_mpp(metadata: dict) -> float | None:

@@ -102,3 +102,35 @@ def test_cancel_stops_the_worker_before_results(slide_layer, qtbot, monkeypatch)
         widget.cancel()
     assert [lay.name for lay in viewer.layers] == [layer.name]
     assert not widget.cancel_button.enabled
+
+
+def test_slide_without_mpp_gets_it_from_the_dock_and_results_land_on_the_slide(make_napari_viewer, qtbot):
+    """The TCGA frozen section has no µm/px: typed into the dock, it rescales the slide and the grid fits it."""
+    from conftest import shared_file
+    from qtpy.QtCore import Qt
+
+    from napari_histo._napari._session import slide_session
+    from napari_histo._napari._widgets.tissue_tiles import TissueTilesWidget
+
+    viewer = make_napari_viewer()
+    layer = viewer.open(str(shared_file("wsi", "tcga-cr-7395-01a-01-ts1.svs")), plugin="napari-histo")[0]
+    assert slide_session(layer).mpp is None and tuple(layer.scale) == (1.0, 1.0)
+    widget = TissueTilesWidget(viewer)
+    widget.layer.value = layer
+    widget.slide_mpp.native.clear()
+    qtbot.keyClicks(widget.slide_mpp.native, "0.25")  # typed as a user does
+    assert widget.slide_mpp.value == pytest.approx(0.25)
+    widget.target_mpp.value, widget.tile_px.value = 1.0, 256
+    qtbot.mouseClick(widget.run_button.native, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: any("tiles (" in lay.name for lay in viewer.layers), timeout=60_000)
+    assert slide_session(layer).mpp == 0.25 and tuple(layer.scale) == (0.25, 0.25)
+    rows, cols = slide_session(layer).slide.dimensions
+    mask = next(lay for lay in viewer.layers if lay.name.endswith("tissue"))
+    tiles = next(lay for lay in viewer.layers if "tiles (" in lay.name)
+    # the mask spans the whole slide in µm (it was 4x too small with a silent 1 µm/px), and so do the tiles
+    mask_extent = np.asarray(mask.data.shape) * np.asarray(mask.scale)
+    np.testing.assert_allclose(mask_extent, np.asarray([rows, cols]) * 0.25, rtol=0.02)
+    corners = np.concatenate(tiles.data)
+    assert corners.max(axis=0)[0] <= rows * 0.25 + 1 and corners.max(axis=0)[1] <= cols * 0.25 + 1
+    assert corners.max(axis=0)[1] > cols * 0.25 / 2  # tiles reach across the slide, not into a corner
+    np.testing.assert_allclose(np.ptp(tiles.data[0], axis=0), 256 * 1.0, rtol=1e-6)  # 256 px at 1 µm/px
