@@ -77,10 +77,10 @@ def main() -> None:
     import torch
 
     from napari_histo.core.tiling import select_tiles
-    from napari_histo.pipeline.session import open_session
-    from napari_histo.pipeline.tissue import plan_grid
     from napari_histo.models import ModelSpec, create_network
     from napari_histo.models.loading import resolve_device
+    from napari_histo.pipeline.session import open_session
+    from napari_histo.pipeline.tissue import plan_grid
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
