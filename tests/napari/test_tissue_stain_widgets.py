@@ -105,7 +105,7 @@ def test_cancel_stops_the_worker_before_results(slide_layer, qtbot, monkeypatch)
 
 
 def test_slide_without_mpp_gets_it_from_the_dock_and_results_land_on_the_slide(make_napari_viewer, qtbot):
-    """The TCGA frozen section has no µm/px: typed into the dock, it rescales the slide and the grid fits it."""
+    """The TCGA frozen section has no µm/px: typed into the dock, it rescales the slide; the grid fits."""
     from conftest import shared_file
     from qtpy.QtCore import Qt
 
