@@ -21,6 +21,7 @@ from scipy import ndimage
 from skimage import filters, morphology
 
 from napari_histo.core._image import check_rgb, hue_between_green_and_blue, saturation_value
+from napari_histo.errors import InvalidParameterError
 
 __all__ = ["TissueConfig", "TissueMethod", "detect_pen", "detect_tissue", "tissue_fraction"]
 
@@ -72,15 +73,15 @@ class TissueConfig:
         for name in ("min_saturation", "max_value", "min_value"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1] (HSV units), got {value!r}")
+                raise InvalidParameterError(f"{name} must be in [0, 1] (HSV units), got {value!r}")
         if self.min_value >= self.max_value:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"min_value ({self.min_value}) must be below max_value ({self.max_value}): "
                 "nothing could be tissue"
             )
         for name in ("blur_sigma_px", "min_area_px", "max_hole_px", "closing_radius_px"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+                raise InvalidParameterError(f"{name} must be >= 0, got {getattr(self, name)!r}")
 
 
 # Red ink, as (red >, green <, blue <) rules, from deep-histopath's filter_red_pen

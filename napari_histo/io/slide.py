@@ -22,6 +22,7 @@ import numpy as np
 
 from napari_histo.errors import (
     CorruptSlideError,
+    InvalidParameterError,
     SlideNotFoundError,
     UnsupportedFormatError,
 )
@@ -322,7 +323,9 @@ def open_slide(
     if not path.is_file():
         raise SlideNotFoundError(f"{path}: is a directory, not a slide file. Pass the slide file itself.")
     if mpp is not None and not (math.isfinite(mpp) and mpp > 0):
-        raise ValueError(f"mpp must be a positive number of micrometres per pixel, got {mpp!r}")
+        raise InvalidParameterError(
+            f"mpp must be a positive number of micrometres per pixel (e.g. 0.25 for a 40x scan), got {mpp!r}"
+        )
     kind = sniff_format(path)
     cache = TileCache(cache_bytes)
     parts = open_tiff(path, cache, on_error) if kind == "tiff" else _open_plain_image(path, kind)

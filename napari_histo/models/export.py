@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 
 from napari_histo.models.loading import load_model, resolve_model_dir
-from napari_histo.models.spec import Task, load_spec
+from napari_histo.models.spec import ModelSpecError, Task, load_spec
 
 __all__ = ["export_wsinfer"]
 
@@ -28,7 +28,7 @@ def export_wsinfer(model: str | os.PathLike[str], out_dir: str | os.PathLike[str
     model_dir = resolve_model_dir(model)
     spec = load_spec(model_dir)
     if spec.task is not Task.CLASSIFICATION:
-        raise ValueError(
+        raise ModelSpecError(
             f"QuPath's WSInfer extension runs patch classifiers; {spec.architecture} is segmentation"
         )
     network = load_model(model_dir, device="cpu")
