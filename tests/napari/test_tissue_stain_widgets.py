@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from conftest import shared_file
 
 from napari_histo._napari.reader import slide_layer_data
 from napari_histo.data.synthetic import write_synthetic_slide
@@ -106,7 +107,6 @@ def test_cancel_stops_the_worker_before_results(slide_layer, qtbot, monkeypatch)
 
 def test_slide_without_mpp_gets_it_from_the_dock_and_results_land_on_the_slide(make_napari_viewer, qtbot):
     """The TCGA frozen section has no µm/px: typed into the dock, it rescales the slide; the grid fits."""
-    from conftest import shared_file
     from qtpy.QtCore import Qt
 
     from napari_histo._napari._session import slide_session
