@@ -33,9 +33,7 @@ def show_journey(slide_path: str | Path, predictions: str | Path | None, model: 
         from napari_histo.models.engine import load_tile_predictions
 
         result = load_tile_predictions(predictions)
-        layers = add_prediction_layers(viewer, result, slide_layer)
-        if model:
-            layers["classes"].metadata["napari_histo"].update({"predictions": result, "model": model})
+        add_prediction_layers(viewer, result, slide_layer, model)
     docks = [
         ("tissue", "1. Tissue and tiles", TissueTilesWidget),
         ("stain", "2. Stain normalisation", StainWidget),

@@ -48,6 +48,7 @@ def test_paint_corrections_retrain_and_repredict(make_napari_viewer, qtbot, tmp_
     retrain = RetrainWidget(viewer)
     retrain.layer.value = slide
     retrain.corrections.value = classes
+    retrain.train_on.value = "all labelled tiles"  # the whole painted map, not only what changed
     retrain.epochs.value = 1
     retrain.work_dir.value = tmp_path / "work"
     stages = []

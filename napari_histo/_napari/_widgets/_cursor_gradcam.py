@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 
 from napari_histo._napari._session import slide_session, world_per_px, world_to_level0
+from napari_histo._napari._widgets._ml_stack import in_worker
+from napari_histo._napari._widgets._workers import make_worker
 from napari_histo.core.viewport import tile_at
 from napari_histo.pipeline.explain import gradcam_tiles
 
@@ -49,13 +51,11 @@ class CursorGradCam:
             self._start()
 
     def _start(self) -> None:
-        from napari.qt.threading import create_worker
-
         index, self._pending = self._pending, None
         session = slide_session(self.last["layer"])
         self._busy = True
-        worker = create_worker(gradcam_tiles, session, self.last["model"], self.last["result"].grid, [index],
-                               _start_thread=False)  # fmt: skip
+        grid = self.last["result"].grid
+        worker = make_worker(in_worker(gradcam_tiles), session, self.last["model"], grid, [index])
         worker.returned.connect(lambda out, index=index: self._show(index, out))
         worker.finished.connect(self._done)
         worker.start()

@@ -12,9 +12,13 @@ runs eagerly as usual.  Headless runs (``histo predict``, training) are untouche
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sys
+from collections.abc import Callable
+from typing import Any
 
-__all__ = ["ensure_ml_stack"]
+__all__ = ["ensure_ml_stack", "in_worker"]
 
 _LOADED = False
 
@@ -30,3 +34,26 @@ def ensure_ml_stack() -> None:
     import torch  # noqa: F401
 
     _LOADED = True
+
+
+def in_worker(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` (a plain function or a generator verb) that first loads torch and timm, for a worker.
+
+    Loading them takes seconds (the first model run froze napari for ~22 s when it
+    happened on the main thread); in a worker thread the viewer stays responsive.
+    """
+    if inspect.isgeneratorfunction(function):
+
+        @functools.wraps(function)
+        def verb(*args: Any, **kwargs: Any) -> Any:
+            ensure_ml_stack()
+            return (yield from function(*args, **kwargs))
+
+        return verb
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        ensure_ml_stack()
+        return function(*args, **kwargs)
+
+    return call

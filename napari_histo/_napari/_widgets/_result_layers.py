@@ -21,21 +21,42 @@ def label_colormap(spec: Any) -> Any:
     return DirectLabelColormap(color_dict=colors)
 
 
-def add_prediction_layers(viewer: Any, result: Any, slide_layer: Any) -> dict[str, Any]:
-    """Add the class map (Labels) and one heatmap per class over ``slide_layer``; returns them by name."""
+def add_prediction_layers(
+    viewer: Any, result: Any, slide_layer: Any, model: Any = None, suffix: str = ""
+) -> dict[str, Any]:
+    """Show the class map (Labels) and one heatmap per class over ``slide_layer``; returns them by name.
+
+    A re-run replaces the layers of the same name instead of adding more.  The
+    heatmaps start hidden, so what is shown by default is what the legend shows;
+    the Labels layer carries the class names as features (shown under the cursor)
+    and, in its metadata, the predictions and the ``model`` that made them.
+    """
     spec = result.spec
     shape, cells = grid_cells(result.grid)
     labels = np.zeros(shape, np.uint8)
     labels[cells[:, 0], cells[:, 1]] = result.classes + 1  # 0 stays "not predicted"
     placement = grid_layer_placement(result.grid, slide_layer)
     name, units = slide_layer.name, slide_layer.units
+    names = {"classes": f"{name} classes{suffix}"}
+    names.update({c: f"{name} p({c}){suffix}" for c in spec.class_names})
+    for old in [layer for layer in viewer.layers if layer.name in names.values()]:
+        viewer.layers.remove(old)
     layers = {
         "classes": viewer.add_labels(
             labels,
-            name=f"{name} classes",
+            name=names["classes"],
             opacity=0.45,
             units=units,
             colormap=label_colormap(spec),
+            metadata={
+                "napari_histo": {
+                    "spec": spec.to_json_dict(),
+                    "kind": "tile classes",
+                    "predictions": result,
+                    "model": model,
+                }
+            },
+            features={"index": np.arange(spec.num_classes + 1), "class": ["none", *spec.class_names]},
             **placement,
         )
     }
@@ -44,16 +65,15 @@ def add_prediction_layers(viewer: Any, result: Any, slide_layer: Any) -> dict[st
         heat[cells[:, 0], cells[:, 1]] = result.probabilities[:, k]
         layers[class_name] = viewer.add_image(
             heat,
-            name=f"{name} p({class_name})",
+            name=names[class_name],
             colormap="inferno",
             contrast_limits=(0, 1),
             opacity=0.6,
-            blending="additive",
             units=units,
-            visible=k == spec.num_classes - 1,
+            visible=False,
             **placement,
         )
-    layers["classes"].metadata["napari_histo"] = {"spec": spec.to_json_dict(), "kind": "tile classes"}
+    viewer.layers.selection.active = layers["classes"]
     return layers
 
 

@@ -29,13 +29,14 @@ from magicgui.widgets import (
 )
 
 from napari_histo._napari._session import set_slide_mpp, slide_session, world_per_px, world_to_level0
-from napari_histo._napari._widgets._ml_stack import ensure_ml_stack
+from napari_histo._napari._widgets._feedback import guarded, report
+from napari_histo._napari._widgets._ml_stack import in_worker
 from napari_histo._napari._widgets._result_layers import add_prediction_layers, class_area_table, legend_html
 from napari_histo._napari._widgets._view import visible_bounds_rc
-from napari_histo._napari._widgets._workers import start_with_cancel
+from napari_histo._napari._widgets._workers import make_worker, start_with_cancel
 from napari_histo.core.viewport import tiles_in_view
 from napari_histo.errors import InvalidParameterError
-from napari_histo.pipeline.model import ModelHandle, builtin_model_names, resolve_model
+from napari_histo.pipeline.model import DEFAULT_MODEL, ModelHandle, builtin_model_names, resolve_model
 from napari_histo.pipeline.predict import Region, predict_slide
 
 __all__ = ["InferenceWidget"]
@@ -51,8 +52,10 @@ class InferenceWidget(Container):
         self._worker = None
         self._last: dict[str, Any] | None = None
         self.layer = create_widget(annotation="napari.layers.Image", label="slide")
-        self.model_dir = FileEdit(mode="d", label="model folder")
-        self.builtin = ComboBox(choices=builtin_model_names(), label="or built-in", nullable=True, value=None)
+        self.model_dir = FileEdit(mode="d", label="model folder", value="")
+        shipped = builtin_model_names()
+        default = DEFAULT_MODEL if DEFAULT_MODEL in shipped else None
+        self.builtin = ComboBox(choices=shipped, label="or built-in", nullable=True, value=default)
         self.device = ComboBox(choices=["auto", "cpu", "cuda"], value="auto", label="device")
         self.batch_size = SpinBox(value=64, min=1, max=4096, label="batch size")
         self.min_tissue = FloatSpinBox(value=0.5, min=0, max=1, step=0.05, label="min tissue")
@@ -102,30 +105,34 @@ class InferenceWidget(Container):
         self._models: dict[tuple[str, str], ModelHandle] = {}
 
     # -- running ------------------------------------------------------------------------
+    @guarded(lambda self: self.summary)
     def run(self) -> Any:
         """Predict the chosen region of the slide layer with the chosen model, in a worker."""
-        from napari.qt.threading import create_worker
-
         layer = self.layer.value
         session = set_slide_mpp(layer, self.slide_mpp.value)
         session.require_mpp("a model's tiles")
         model = self.model()
-        ensure_ml_stack()
-        self._worker = create_worker(
-            predict_slide, session, model, min_tissue=self.min_tissue.value, region=self._region(layer),
-            config=self._config(model), _start_thread=False,
+        self._worker = make_worker(
+            in_worker(predict_slide), session, model, min_tissue=self.min_tissue.value,
+            region=self._region(layer), config=self._config(model),
+            on_error=lambda exc: report(self.summary, exc),
         )  # fmt: skip
         self._worker.yielded.connect(self._on_progress)
         self._worker.returned.connect(lambda result: self._show(result, layer, model))
-        self._worker.errored.connect(lambda exc: setattr(self.summary, "value", f"failed: {exc}"))
-        self.summary.value = "running ..."
+        self.summary.value = f"loading {model.name} and planning the tissue tiles ..."
+        self.progress.max = 0  # busy until the first batch says how many tiles there are
         return start_with_cancel(self._worker, self.cancel_button)
 
     def model(self) -> ModelHandle:
         """The chosen model, resolved once per (model, device) and kept with its loaded network."""
-        ref = self.builtin.value or str(self.model_dir.value)
-        if not self.builtin.value and not Path(ref, "model.json").exists():
-            raise InvalidParameterError(f"{ref} has no model.json: choose a model folder or a built-in model")
+        folder = str(self.model_dir.value)
+        chosen = folder not in ("", ".") and Path(folder, "model.json").exists()
+        ref = folder if chosen else self.builtin.value
+        if ref is None:
+            where = f"{folder} has no model.json" if folder not in ("", ".") else "no model is chosen"
+            raise InvalidParameterError(
+                f"{where}: choose a model folder (with model.json) or a built-in model"
+            )
         key = (ref, self.device.value)
         if key not in self._models:
             self._models[key] = resolve_model(ref, self.device.value)
@@ -137,7 +144,7 @@ class InferenceWidget(Container):
         return InferenceConfig(device=model.device, batch_size=self.batch_size.value, workers=4)
 
     def _toggle_live(self, on: bool) -> Any:
-        """Start or stop live prediction of the view with the chosen model."""
+        """Start or stop live prediction of the view with the chosen model (unticked again if it fails)."""
         from napari_histo._napari._widgets.live import LivePredictor
 
         if self.live_predictor is not None:
@@ -145,15 +152,27 @@ class InferenceWidget(Container):
             self.live_predictor = None
         if not on:
             return None
-        layer = self.layer.value
-        set_slide_mpp(layer, self.slide_mpp.value)
-        model = self.model()
-        ensure_ml_stack()
-        batch = min(32, self.batch_size.value)
-        self.live_predictor = LivePredictor(
-            self._viewer, layer, model, batch_size=batch, min_tissue=self.min_tissue.value
-        )
-        return self.live_predictor.start()
+        try:
+            layer = self.layer.value
+            set_slide_mpp(layer, self.slide_mpp.value).require_mpp("a model's tiles")
+            model = self.model()
+            batch = min(32, self.batch_size.value)
+            self.live_predictor = LivePredictor(
+                self._viewer, layer, model, batch_size=batch, min_tissue=self.min_tissue.value,
+                on_error=self._live_failed,
+            )  # fmt: skip
+            return self.live_predictor.start()
+        except Exception as exc:  # noqa: BLE001 - shown in the dock, and the box unticked
+            self._live_failed(exc)
+            return None
+
+    def _live_failed(self, exc: BaseException) -> None:
+        report(self.summary, exc)
+        if self.live_predictor is not None:
+            self.live_predictor.stop()
+            self.live_predictor = None
+        with self.live.changed.blocked():
+            self.live.value = False
 
     def _bind_keys(self) -> None:
         """Shift-P runs the model, Shift-L toggles live prediction, Shift-G Grad-CAM under the cursor."""
@@ -170,6 +189,7 @@ class InferenceWidget(Container):
         self.live.tooltip = "Shift-L"
         self.cursor_cam.tooltip = "Shift-G"
 
+    @guarded(lambda self: self.summary)
     def _toggle_cursor_cam(self, on: bool) -> None:
         from napari_histo._napari._widgets._cursor_gradcam import CursorGradCam
 
@@ -188,6 +208,12 @@ class InferenceWidget(Container):
     def _on_progress(self, item: Any) -> None:
         self.progress.max = max(1, item.total)
         self.progress.value = item.done
+        rate = getattr(item, "tiles_per_s", 0.0)
+        if rate:
+            left = (item.total - item.done) / rate
+            self.summary.value = (
+                f"{item.done:,} of {item.total:,} tiles, {rate:,.0f} tiles/s, ~{left:,.0f} s left"
+            )
 
     def _region(self, layer: Any) -> Region | None:
         if self.region.value == "visible region":
@@ -210,18 +236,16 @@ class InferenceWidget(Container):
     def _show(self, result: Any, layer: Any, model: ModelHandle) -> None:
         if result is None:
             return
-        layers = add_prediction_layers(self._viewer, result, layer)
+        layers = add_prediction_layers(self._viewer, result, layer, model)
         self.legend.value = legend_html(model.spec)
         self.areas.value = class_area_table(result)
         self.summary.value = f"{len(result.classes):,} tiles in {result.elapsed_s:.1f} s"
-        layers["classes"].metadata["napari_histo"].update({"predictions": result, "model": model})
         self._last = {"result": result, "model": model, "layer": layer, **layers}
         self.gradcam_button.enabled = self.export_button.enabled = self.cursor_cam.enabled = True
 
+    @guarded(lambda self: self.summary)
     def show_gradcam(self, max_tiles: int = 64) -> Any:
         """Grad-CAM of (up to ``max_tiles``) predicted tiles in view as an Image layer (in a worker)."""
-        from napari.qt.threading import create_worker
-
         from napari_histo.pipeline.explain import gradcam_mosaic
 
         if self._last is None:
@@ -232,8 +256,10 @@ class InferenceWidget(Container):
         if inside.size == 0:
             raise InvalidParameterError("no predicted tile is visible: pan to the classes layer first")
         session = slide_session(last["layer"])
-        worker = create_worker(gradcam_mosaic, session, last["model"], grid, inside, _start_thread=False)
+        worker = make_worker(in_worker(gradcam_mosaic), session, last["model"], grid, inside,
+                             on_error=lambda exc: report(self.summary, exc))  # fmt: skip
         worker.returned.connect(lambda mosaic: self._show_gradcam(mosaic, last["layer"]))
+        self.summary.value = f"Grad-CAM of {inside.size} visible tiles ..."
         worker.start()
         return worker
 
@@ -245,15 +271,21 @@ class InferenceWidget(Container):
                                contrast_limits=(0, 1), scale=(mosaic.px_level0 * s,) * 2, translate=translate,
                                units=layer.units)  # fmt: skip
 
+    @guarded(lambda self: self.summary)
     def export_qupath(self) -> Path:
-        """Write the last result's tiles as QuPath GeoJSON to the chosen file."""
+        """Write the last result's tiles as QuPath GeoJSON to the chosen file (default: beside the slide)."""
         from napari_histo.pipeline.qupath import write_prediction_geojson
+        from napari_histo.pipeline.tiles import slide_stem
 
         if self._last is None:
             raise InvalidParameterError("run the model first")
+        session = slide_session(self._last["layer"])
         path = Path(str(self.export_path.value))
-        if path.suffix != ".geojson":
+        if str(self.export_path.value) in ("", ".") or path.is_dir():
+            folder = session.path.parent if str(self.export_path.value) in ("", ".") else path
+            path = folder / f"{slide_stem(session.path)}.geojson"
+        elif path.suffix != ".geojson":
             path = path.with_suffix(".geojson")
-        count = write_prediction_geojson(self._last["result"], path, slide_session(self._last["layer"]).name)
+        count = write_prediction_geojson(self._last["result"], path, session.name)
         self.summary.value = f"wrote {count:,} QuPath tiles to {path}"
         return path

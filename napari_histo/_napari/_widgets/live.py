@@ -15,8 +15,10 @@ from typing import Any
 import numpy as np
 
 from napari_histo._napari._session import slide_session
+from napari_histo._napari._widgets._ml_stack import in_worker
 from napari_histo._napari._widgets._result_layers import label_colormap
 from napari_histo._napari._widgets._view import grid_layer_placement, viewer_camera, visible_bounds_rc
+from napari_histo._napari._widgets._workers import make_worker
 from napari_histo.core.tiling import grid_cells
 from napari_histo.core.viewport import view_order
 from napari_histo.pipeline.model import ModelHandle
@@ -29,7 +31,7 @@ class LivePredictor:
     """Keeps a Labels layer and a heatmap of the model's output for whatever the viewer shows."""
 
     def __init__(self, viewer: Any, slide_layer: Any, model: ModelHandle, *, batch_size: int = 16,
-                 min_tissue: float = 0.5, debounce_ms: int = 250):  # fmt: skip
+                 min_tissue: float = 0.5, debounce_ms: int = 250, on_error: Any = None):  # fmt: skip
         from qtpy.QtCore import QTimer
 
         from napari_histo.models.engine import InferenceConfig
@@ -39,6 +41,7 @@ class LivePredictor:
         self.session = slide_session(slide_layer)
         self.model = model
         self.min_tissue = min_tissue
+        self.on_error = on_error  # called with the exception when preparing or predicting fails
         self.config = InferenceConfig(device=model.device, batch_size=batch_size, workers=4)
         self.state: dict | None = None
         self.worker: Any = None
@@ -54,9 +57,8 @@ class LivePredictor:
     # -- lifetime -------------------------------------------------------------------------
     def start(self) -> Any:
         """Prepare (in a worker), then predict the current view; returns the preparing worker."""
-        from napari.qt.threading import create_worker
-
-        worker = create_worker(plan_live, self.session, self.model, self.min_tissue, _start_thread=False)
+        worker = make_worker(in_worker(plan_live), self.session, self.model, self.min_tissue,
+                             on_error=self.on_error)  # fmt: skip
         worker.returned.connect(self._ready)
         worker.start()
         return worker
@@ -102,8 +104,6 @@ class LivePredictor:
 
     def refresh(self) -> Any:
         """Predict the visible tiles that have no prediction yet (cancels a run in flight)."""
-        from napari.qt.threading import create_worker
-
         if self.state is None:
             return None
         if self.worker is not None:
@@ -113,8 +113,8 @@ class LivePredictor:
         if order.size == 0:
             self.worker = None
             return None
-        self.worker = create_worker(predict_in_order, self.session, self.model, self.state["grid"], order,
-                                    config=self.config, _start_thread=False)  # fmt: skip
+        self.worker = make_worker(predict_in_order, self.session, self.model, self.state["grid"], order,
+                                  config=self.config, on_error=self.on_error)  # fmt: skip
         self.worker.yielded.connect(self._paint)
         self.worker.finished.connect(self._on_finished)
         self._running += 1

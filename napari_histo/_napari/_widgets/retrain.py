@@ -14,12 +14,22 @@ from typing import Any
 
 import napari
 import numpy as np
-from magicgui.widgets import Container, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox, create_widget
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+    create_widget,
+)
 
 from napari_histo._napari._session import slide_session, world_to_level0
-from napari_histo._napari._widgets._ml_stack import ensure_ml_stack
+from napari_histo._napari._widgets._feedback import guarded, report
+from napari_histo._napari._widgets._ml_stack import in_worker
 from napari_histo._napari._widgets._result_layers import add_prediction_layers
-from napari_histo._napari._widgets._workers import start_with_cancel
+from napari_histo._napari._widgets._workers import make_worker, start_with_cancel
 from napari_histo.core.tiling import grid_cells
 from napari_histo.core.viewport import tiles_in_polygons
 from napari_histo.errors import InvalidParameterError
@@ -29,15 +39,28 @@ from napari_histo.pipeline.model import resolve_model
 __all__ = ["RetrainWidget", "corrected_tile_classes"]
 
 
-def corrected_tile_classes(layer: Any, predictions: Any, slide_layer: Any) -> np.ndarray:
-    """Class index per tile of ``predictions.grid``: painted classes or classified shapes; -1 = none."""
+#: what "Train on" offers: only the tiles whose class was changed, or every labelled tile
+TRAIN_ON = ("corrected tiles only", "all labelled tiles")
+
+
+def corrected_tile_classes(
+    layer: Any, predictions: Any, slide_layer: Any, corrected_only: bool = True
+) -> np.ndarray:
+    """Class index per tile of ``predictions.grid`` from painted classes or classified shapes; -1 = none.
+
+    On a painted class map, ``corrected_only`` keeps the tiles whose painted class
+    differs from the model's call (the model's own calls are not training labels).
+    """
     from napari.layers import Labels
 
     grid = predictions.grid
     class_names = list(predictions.spec.class_names)
     if isinstance(layer, Labels):
         _, cells = grid_cells(grid)
-        return np.asarray(layer.data)[cells[:, 0], cells[:, 1]].astype(np.int64) - 1
+        painted = np.asarray(layer.data)[cells[:, 0], cells[:, 1]].astype(np.int64) - 1
+        if corrected_only:
+            painted[painted == predictions.classes] = -1
+        return painted
     classes = np.full(len(grid), -1, np.int64)
     names = list(layer.features["class"]) if "class" in layer.features else []
     for shape, name in zip(layer.data, names):
@@ -55,6 +78,7 @@ class RetrainWidget(Container):
         self._worker = None
         self.layer = create_widget(annotation="napari.layers.Image", label="slide")
         self.corrections = create_widget(annotation="napari.layers.Layer", label="corrections")
+        self.train_on = ComboBox(choices=list(TRAIN_ON), value=TRAIN_ON[0], label="train on")
         self.epochs = SpinBox(value=3, min=1, max=200, label="epochs")
         self.lr = FloatSpinBox(value=1e-4, min=1e-6, max=1e-1, step=1e-5, label="learning rate")
         default_work = Path.home() / "napari-histo-finetune"
@@ -66,29 +90,46 @@ class RetrainWidget(Container):
         self.stage = Label(value="", label="stage")
         self.progress = ProgressBar(min=0, max=1, value=0, label="progress")
         self.summary = Label(value="", label="result")
-        super().__init__(widgets=[self.layer, self.corrections, self.epochs, self.lr, self.work_dir,
-                                  self.run_button, self.cancel_button, self.stage, self.progress,
-                                  self.summary])  # fmt: skip
+        super().__init__(widgets=[self.layer, self.corrections, self.train_on, self.epochs, self.lr,
+                                  self.work_dir, self.run_button, self.cancel_button, self.stage,
+                                  self.progress, self.summary])  # fmt: skip
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.new_model: Path | None = None
+        viewer.layers.events.inserted.connect(self._offer_new_class_map)
+        for layer in viewer.layers:
+            self._offer_new_class_map(layer)
 
+    def _offer_new_class_map(self, event: Any) -> None:
+        """A new class map from *Run a model* becomes the layer to correct (not the slide image)."""
+        layer = getattr(event, "value", event)
+        if _is_class_map(layer):
+            self.corrections.reset_choices()
+            self.corrections.value = layer
+
+    @guarded(lambda self: self.summary)
     def run(self) -> Any:
-        from napari.qt.threading import create_worker
-
         slide_layer, classes_layer = self._layers()
         session = slide_session(slide_layer)
         info = classes_layer.metadata["napari_histo"]
+        if info.get("model") is None:
+            raise InvalidParameterError(
+                f"{classes_layer.name!r} records no model: run a model on the slide first"
+            )
         predictions, model = info["predictions"], resolve_model(info["model"])
-        tile_classes = corrected_tile_classes(self.corrections.value, predictions, slide_layer)
-        ensure_ml_stack()
-        self._worker = create_worker(
-            finetune_and_predict, session, model, predictions, tile_classes, str(self.work_dir.value),
-            epochs=self.epochs.value, lr=self.lr.value, _start_thread=False,
+        corrected_only = self.train_on.value == TRAIN_ON[0]
+        tile_classes = corrected_tile_classes(
+            self.corrections.value, predictions, slide_layer, corrected_only
+        )
+        self._worker = make_worker(
+            in_worker(finetune_and_predict), session, model, predictions, tile_classes,
+            str(self.work_dir.value), epochs=self.epochs.value, lr=self.lr.value,
+            on_error=lambda exc: report(self.summary, exc),
         )  # fmt: skip
         self._worker.yielded.connect(self._on_progress)
         self._worker.returned.connect(lambda out: self._show(out, slide_layer))
-        self._worker.errored.connect(lambda exc: setattr(self.summary, "value", f"failed: {exc}"))
+        self.summary.value = f"{int((tile_classes >= 0).sum())} corrected tiles: exporting, then training ..."
+        self.progress.max = 0  # busy until the first step reports
         return start_with_cancel(self._worker, self.cancel_button)
 
     def cancel(self) -> None:
@@ -97,11 +138,21 @@ class RetrainWidget(Container):
             self.summary.value = "cancelled"
 
     def _layers(self) -> tuple[Any, Any]:
+        """The slide layer and the class map whose tiles the corrections refer to."""
+        from napari.layers import Labels, Shapes
+
         slide_layer = self.layer.value
         slide_session(slide_layer)
+        corrections = self.corrections.value
+        if _is_class_map(corrections):
+            return slide_layer, corrections  # the painted class map itself
+        if not isinstance(corrections, Labels | Shapes):
+            raise InvalidParameterError(
+                f"'corrections' is {getattr(corrections, 'name', 'empty')!r}: choose the painted classes "
+                "layer (from Run a model) or a Shapes layer with a 'class' feature"
+            )
         for layer in reversed(self._viewer.layers):
-            info = layer.metadata.get("napari_histo", {}) if hasattr(layer, "metadata") else {}
-            if info.get("kind") == "tile classes" and "predictions" in info:
+            if _is_class_map(layer):
                 return slide_layer, layer
         raise InvalidParameterError("run a model first (Run a model): the corrections refer to its tiles")
 
@@ -111,12 +162,14 @@ class RetrainWidget(Container):
         self.progress.value = item.done
 
     def _show(self, out: Any, slide_layer: Any) -> None:
-        layers = add_prediction_layers(self._viewer, out.predictions, slide_layer)
-        layers["classes"].name = f"{slide_layer.name} classes (fine-tuned)"
-        layers["classes"].metadata["napari_histo"].update(
-            {"predictions": out.predictions, "model": out.model}
-        )
+        add_prediction_layers(self._viewer, out.predictions, slide_layer, out.model, suffix=" (fine-tuned)")
+        self.stage.value = "done"
         self.new_model = Path(out.model.directory)
         self.summary.value = (
             f"fine-tuned on {sum(out.tiles.values())} tiles; predicted again with {self.new_model}"
         )
+
+
+def _is_class_map(layer: Any) -> bool:
+    info = getattr(layer, "metadata", {}).get("napari_histo", {}) if layer is not None else {}
+    return info.get("kind") == "tile classes" and "predictions" in info

@@ -16,9 +16,10 @@ from typing import Any
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, ProgressBar, PushButton, create_widget
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, create_widget
 
-from napari_histo._napari._widgets._workers import start_with_cancel
+from napari_histo._napari._widgets._feedback import guarded, report
+from napari_histo._napari._widgets._workers import make_worker, start_with_cancel
 from napari_histo.core.stain import StainMethod, StainParams
 from napari_histo.errors import InvalidParameterError
 from napari_histo.io.stain_json import save_stain_params
@@ -94,16 +95,16 @@ class StainWidget(Container):
         self.progress = ProgressBar(min=0, max=2, value=0, label="progress")
         self.save_path = FileEdit(mode="w", filter="*.json", label="save reference to", value="")
         self.save_button = PushButton(text="Save fitted reference", enabled=False)
+        self.summary = Label(value="", label="result")
         super().__init__(widgets=[self.image, self.reference, self.region, self.params_file, self.method,
                                   self.output, self.run_button, self.cancel_button, self.progress,
-                                  self.save_path, self.save_button])  # fmt: skip
+                                  self.save_path, self.save_button, self.summary])  # fmt: skip
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.save_button.changed.connect(self.save_reference)
 
+    @guarded(lambda self: self.summary)
     def run(self) -> Any:
-        from napari.qt.threading import create_worker
-
         layer = self.image.value
         if layer is None:
             raise InvalidParameterError("choose the Image layer to normalise")
@@ -113,8 +114,14 @@ class StainWidget(Container):
             pixels, offset, level = visible_region(layer)
         else:
             (pixels, level), offset = overview(layer), (0, 0)
-        self._worker = create_worker(normalize_to_reference, pixels, self.method.value, reference=reference,
-                                     params_file=params, _start_thread=False)  # fmt: skip
+        self._worker = make_worker(
+            normalize_to_reference,
+            pixels,
+            self.method.value,
+            reference=reference,
+            params_file=params,
+            on_error=lambda exc: report(self.summary, exc),
+        )
         self._worker.yielded.connect(lambda item: self.progress.set_value(item.done))
         self._worker.returned.connect(lambda result: self._show(result, layer, offset, level))
         return start_with_cancel(self._worker, self.cancel_button)
@@ -123,6 +130,7 @@ class StainWidget(Container):
         if self._worker is not None:
             self._worker.quit()
 
+    @guarded(lambda self: self.summary)
     def save_reference(self) -> Path:
         path = Path(str(self.save_path.value))
         if self.target is None or str(self.save_path.value) in ("", "."):

@@ -24,7 +24,8 @@ from magicgui.widgets import (
 )
 
 from napari_histo._napari._session import set_slide_mpp, world_per_px
-from napari_histo._napari._widgets._workers import start_with_cancel
+from napari_histo._napari._widgets._feedback import guarded, report
+from napari_histo._napari._widgets._workers import make_worker, start_with_cancel
 from napari_histo.core.tissue import TissueConfig, TissueMethod
 from napari_histo.pipeline.tissue import tissue_grid
 
@@ -46,8 +47,9 @@ class TissueTilesWidget(Container):
             value=defaults.max_value, min=0, max=1, step=0.01, label="max brightness"
         )
         self.reject_pen = CheckBox(value=True, label="reject pen ink")
-        self.target_mpp = FloatSpinBox(value=0.5, min=0.05, max=64, step=0.05, label="µm/px")
-        self.tile_px = SpinBox(value=224, min=8, max=4096, label="tile px")
+        mpp, px = _default_model_grid()
+        self.target_mpp = FloatSpinBox(value=mpp, min=0.05, max=64, step=0.05, label="µm/px")
+        self.tile_px = SpinBox(value=px, min=8, max=4096, label="tile px")
         self.overlap = SpinBox(value=0, min=0, max=4095, label="overlap px")
         self.min_tissue = FloatSpinBox(value=0.5, min=0, max=1, step=0.05, label="min tissue")
         self.slide_mpp = FloatSpinBox(value=0.0, min=0, max=100, step=0.01, label="slide µm/px (0: file)")
@@ -62,15 +64,14 @@ class TissueTilesWidget(Container):
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
 
+    @guarded(lambda self: self.summary)
     def run(self) -> Any:
-        from napari.qt.threading import create_worker
-
         layer = self.layer.value
         session = set_slide_mpp(layer, self.slide_mpp.value)
-        self._worker = create_worker(
+        self._worker = make_worker(
             tissue_grid, session, target_mpp=self.target_mpp.value, tile_px=self.tile_px.value,
             overlap_px=self.overlap.value, min_tissue=self.min_tissue.value, method=self.method.value,
-            config=self._config(), _start_thread=False,
+            config=self._config(), on_error=lambda exc: report(self.summary, exc),
         )  # fmt: skip
         self._worker.yielded.connect(lambda item: self.progress.set_value(item.done))
         self._worker.returned.connect(lambda found: self._show(found, layer))
@@ -110,3 +111,14 @@ class TissueTilesWidget(Container):
             features={"tissue_fraction": np.asarray(found.fractions)}, units=layer.units,
         )  # fmt: skip
         shapes.metadata["napari_histo"] = {"tile_count": len(grid), "tile_px": grid.tile_px}
+
+
+def _default_model_grid() -> tuple[float, int]:
+    """µm/px and patch size of the shipped default model, so the grid drawn is the grid it runs on."""
+    from napari_histo.pipeline.model import DEFAULT_MODEL, resolve_model
+
+    try:
+        spec = resolve_model(DEFAULT_MODEL).spec
+    except Exception:  # noqa: BLE001 - an installation without the shipped model: the usual 20x patches
+        return 0.5, 224
+    return spec.spacing_um_px, spec.patch_size_pixels
