@@ -63,15 +63,18 @@ def main() -> int:
     viewer.window.resize(1500, 950)
     infer = docks["infer"]
     infer.min_tissue.value = 0.25
-    infer.run()
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
+    QTest.mouseClick(infer.run_button.native, Qt.MouseButton.LeftButton)  # as a user does
     app = napari.qt.get_qapp()
     deadline = time.time() + 300
     while not infer.export_button.enabled and time.time() < deadline:
         app.processEvents()
         time.sleep(0.05)
-    dock = getattr(viewer.window, "_dock_widgets", {}).get("3. Run a model")  # show its tab (private API)
+    dock = viewer.window.dock_widgets.get("3. Run a model")  # show its tab
     if dock is not None:
-        dock.raise_()
+        dock.native.parent().raise_() if hasattr(dock, "native") else dock.parent().raise_()
     viewer.reset_view()
     app.processEvents()
     path = OUT / "journey-cmu1.jpg"
