@@ -270,6 +270,7 @@ class InferenceWidget(Container):
         self._viewer.add_image(mosaic.image, name=f"{layer.name} Grad-CAM", colormap="turbo", opacity=0.5,
                                contrast_limits=(0, 1), scale=(mosaic.px_level0 * s,) * 2, translate=translate,
                                units=layer.units)  # fmt: skip
+        self.summary.value = "Grad-CAM of the visible tiles shown (turbo colours: where the evidence lies)"
 
     @guarded(lambda self: self.summary)
     def export_qupath(self) -> Path:
