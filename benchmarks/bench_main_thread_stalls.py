@@ -78,12 +78,22 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--slide", type=Path, default=SHARED_CMU)
+    parser.add_argument(
+        "--preload-torch",
+        action="store_true",
+        help="import torch and timm before napari starts (separates their import from the run)",
+    )
     args = parser.parse_args()
+    if args.preload_torch:
+        from napari_histo._napari._widgets._ml_stack import ensure_ml_stack
+
+        ensure_ml_stack()
     import napari
     from qtpy.QtCore import Qt
     from qtpy.QtTest import QTest
 
-    assert "torch" not in sys.modules, "torch must load during the first run, as for a user"
+    if not args.preload_torch:
+        assert "torch" not in sys.modules, "torch must load during the first run, as for a user"
     app = napari.qt.get_qapp()
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1400, 900)
