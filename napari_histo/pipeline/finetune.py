@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Generator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,13 +31,13 @@ from napari_histo.pipeline.tiles import export_labelled_tiles
 __all__ = ["FineTuned", "finetune", "finetune_and_predict"]
 
 
+@dataclass(frozen=True)
 class FineTuned:
-    """What :func:`finetune_and_predict` returns: the new model and its predictions."""
+    """What :func:`finetune_and_predict` returns: the new model, its predictions, the tiles per class."""
 
-    def __init__(self, model: ModelHandle, predictions: TilePredictions, tiles: dict[str, int]):
-        self.model = model
-        self.predictions = predictions
-        self.tiles = tiles  # corrected tiles per class
+    model: ModelHandle
+    predictions: TilePredictions
+    tiles: dict[str, int]
 
 
 def finetune(

@@ -45,10 +45,6 @@ class ModelHandle:
                 self._network = load_model(self.directory, device=self.device, spec=self.spec)
             return self._network
 
-    def replace_network(self, network: Any) -> None:
-        """Use an already-loaded network (e.g. one shared by several slides of a cohort)."""
-        self._network = network
-
 
 def resolve_model(model: str | os.PathLike[str] | ModelHandle, device: str = "auto") -> ModelHandle:
     """A :class:`ModelHandle` from a model directory, a built-in model name, or a handle (returned as is)."""
