@@ -134,3 +134,13 @@ def test_slide_without_mpp_gets_it_from_the_dock_and_results_land_on_the_slide(m
     assert corners.max(axis=0)[0] <= rows * 0.25 + 1 and corners.max(axis=0)[1] <= cols * 0.25 + 1
     assert corners.max(axis=0)[1] > cols * 0.25 / 2  # tiles reach across the slide, not into a corner
     np.testing.assert_allclose(np.ptp(tiles.data[0], axis=0), 256 * 1.0, rtol=1e-6)  # 256 px at 1 µm/px
+
+
+def test_visible_region_of_a_fully_visible_image_is_the_whole_image_not_one_pixel_short(make_napari_viewer):
+    from napari_histo._napari._widgets.stain import visible_region
+
+    viewer = make_napari_viewer(show=True)
+    layer = viewer.add_image(np.zeros((300, 400, 3), np.uint8), rgb=True)
+    viewer.reset_view()
+    pixels, offset, level = visible_region(layer)
+    assert pixels.shape == (300, 400, 3) and offset == (0, 0) and level == 0

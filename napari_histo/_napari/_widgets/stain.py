@@ -42,6 +42,7 @@ def visible_region(layer: Any) -> tuple[np.ndarray, tuple[int, int], int]:
     level = layer.data_level if layer.multiscale else 0
     data = layer.data[level] if layer.multiscale else layer.data
     corners = np.asarray(layer.corner_pixels)[:, -2:].astype(int)
+    corners[1] += 1  # napari's corner_pixels are inclusive: the last visible pixel, not one past it
     corners = np.clip(corners, 0, np.asarray(data.shape[:2]))
     if not np.all(corners[1] > corners[0]):
         corners = np.array([[0, 0], data.shape[:2]])
