@@ -42,6 +42,16 @@ from napari_histo.pipeline.predict import Region, predict_slide
 __all__ = ["InferenceWidget"]
 
 REGIONS = ("whole slide", "visible region", "drawn ROI")
+_TIPS = {
+    "model_dir": "A folder with model.json and weights.safetensors (from histo train); wins over built-in.",
+    "builtin": "A model shipped with napari-histo.",
+    "device": "auto uses the GPU when there is one.",
+    "batch_size": "Tiles the model sees at once; lower it if the GPU runs out of memory.",
+    "min_tissue": "Predict tiles whose area is at least this fraction tissue (0.5 = half).",
+    "slide_mpp": "The slide's own µm/px, for files that lack it (0: use the file's). Set once for the slide.",
+    "region": "Predict the whole slide, what the view shows, or inside shapes drawn in the ROI layer.",
+    "export_path": "Where the QuPath GeoJSON goes; empty: beside the slide, named after it.",
+}
 
 
 class InferenceWidget(Container):
@@ -58,7 +68,7 @@ class InferenceWidget(Container):
         self.builtin = ComboBox(choices=shipped, label="or built-in", nullable=True, value=default)
         self.device = ComboBox(choices=["auto", "cpu", "cuda"], value="auto", label="device")
         self.batch_size = SpinBox(value=64, min=1, max=4096, label="batch size")
-        self.min_tissue = FloatSpinBox(value=0.5, min=0, max=1, step=0.05, label="min tissue")
+        self.min_tissue = FloatSpinBox(value=0.5, min=0, max=1, step=0.05, label="least tissue per tile")
         self.slide_mpp = FloatSpinBox(value=0.0, min=0, max=100, step=0.01, label="slide µm/px (0: file)")
         self.region = ComboBox(choices=list(REGIONS), value="whole slide", label="run on")
         self.roi_layer = create_widget(annotation="napari.layers.Shapes", label="ROI layer")
@@ -103,6 +113,8 @@ class InferenceWidget(Container):
         self._bind_keys()
         self.live_predictor: Any = None
         self._models: dict[tuple[str, str], ModelHandle] = {}
+        for name, tip in _TIPS.items():
+            getattr(self, name).tooltip = tip
 
     # -- running ------------------------------------------------------------------------
     @guarded(lambda self: self.summary)

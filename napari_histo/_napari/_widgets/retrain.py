@@ -81,6 +81,10 @@ class RetrainWidget(Container):
         self.train_on = ComboBox(choices=list(TRAIN_ON), value=TRAIN_ON[0], label="train on")
         self.epochs = SpinBox(value=3, min=1, max=200, label="epochs")
         self.lr = FloatSpinBox(value=1e-4, min=1e-6, max=1e-1, step=1e-5, label="learning rate")
+        self.corrections.tooltip = "The class map you painted (from Run a model), or shapes with a 'class'."
+        self.train_on.tooltip = "Only the tiles whose class you changed, or every tile with a class."
+        self.epochs.tooltip = "Passes over the corrected tiles; 3 is usually enough for a correction."
+        self.lr.tooltip = "How far each step moves the model; keep it small (1e-4) to fine-tune."
         default_work = Path.home() / "napari-histo-finetune"
         self.work_dir = create_widget(
             annotation=Path, label="work folder", options={"mode": "d"}, value=default_work

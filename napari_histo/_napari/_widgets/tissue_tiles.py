@@ -26,10 +26,23 @@ from magicgui.widgets import (
 from napari_histo._napari._session import set_slide_mpp, world_per_px
 from napari_histo._napari._widgets._feedback import guarded, report
 from napari_histo._napari._widgets._workers import make_worker, start_with_cancel
-from napari_histo.core.tissue import TissueConfig, TissueMethod
+from napari_histo.core.tissue import TissueConfig
 from napari_histo.pipeline.tissue import tissue_grid
 
 __all__ = ["TissueTilesWidget"]
+
+_METHOD_NAMES = [("colour: saturation and brightness (HSV)", "hsv"), ("Otsu threshold on saturation", "otsu")]
+_TIPS = {
+    "method": "How tissue is told from glass. Colour works on most H&E; Otsu adapts to faint stains.",
+    "min_saturation": "Least colour (0-1) a pixel needs to count as tissue; raise it if glass is picked up.",
+    "max_value": "Brightest a pixel may be (0-1) and still count as tissue; lower it to drop pale glass.",
+    "reject_pen": "Leave out green, blue and red pen marks.",
+    "target_mpp": "Micrometres per pixel of the tiles (0.5 is about 20x). Default: the shipped model's.",
+    "tile_px": "Tile edge in pixels at that µm/px. Default: the shipped model's.",
+    "overlap": "Pixels shared by neighbouring tiles.",
+    "min_tissue": "Keep tiles whose area is at least this fraction tissue (0.5 = half).",
+    "slide_mpp": "The slide's own µm/px, for files that lack it (0: use the file's). Set once for the slide.",
+}
 
 
 class TissueTilesWidget(Container):
@@ -39,7 +52,7 @@ class TissueTilesWidget(Container):
         self._viewer = viewer
         self._worker = None
         self.layer = create_widget(annotation="napari.layers.Image", label="slide")
-        self.method = ComboBox(choices=[m.value for m in TissueMethod], value="hsv", label="method")
+        self.method = ComboBox(choices=_METHOD_NAMES, value="hsv", label="tissue detector")
         defaults = TissueConfig()
         self.min_saturation = FloatSpinBox(value=defaults.min_saturation, min=0, max=1, step=0.01,
                                            label="min saturation")  # fmt: skip
@@ -51,7 +64,7 @@ class TissueTilesWidget(Container):
         self.target_mpp = FloatSpinBox(value=mpp, min=0.05, max=64, step=0.05, label="µm/px")
         self.tile_px = SpinBox(value=px, min=8, max=4096, label="tile px")
         self.overlap = SpinBox(value=0, min=0, max=4095, label="overlap px")
-        self.min_tissue = FloatSpinBox(value=0.5, min=0, max=1, step=0.05, label="min tissue")
+        self.min_tissue = FloatSpinBox(value=0.5, min=0, max=1, step=0.05, label="least tissue per tile")
         self.slide_mpp = FloatSpinBox(value=0.0, min=0, max=100, step=0.01, label="slide µm/px (0: file)")
         self.run_button = PushButton(text="Detect tissue and tile")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
@@ -61,6 +74,8 @@ class TissueTilesWidget(Container):
                                   self.reject_pen, self.target_mpp, self.tile_px, self.overlap,
                                   self.min_tissue, self.slide_mpp, self.run_button, self.cancel_button,
                                   self.progress, self.summary])  # fmt: skip
+        for name, tip in _TIPS.items():
+            getattr(self, name).tooltip = tip
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
 
