@@ -151,3 +151,13 @@ def test_retraining_uses_only_the_corrected_tiles_of_the_painted_layer(
     assert len(exported) == 6  # only what was corrected, not the model's own calls
     assert retrain.stage.value == "done" and "fine-tuned on 6 tiles" in retrain.summary.value
     assert any(lay.name.endswith("classes (fine-tuned)") for lay in viewer.layers)
+
+
+def test_a_long_result_message_wraps_instead_of_widening_the_dock(make_napari_viewer):
+    from napari_histo._napari._widgets.inference import InferenceWidget
+
+    viewer = make_napari_viewer()
+    widget = InferenceWidget(viewer)
+    widget.summary.value = "⚠ " + "a long message that names a file and its fix " * 40
+    # without word wrap the label asks for the whole line (~10,000 px here), pushing the dock wide
+    assert widget.summary.native.minimumSizeHint().width() < 300

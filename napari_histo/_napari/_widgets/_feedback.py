@@ -15,7 +15,7 @@ from typing import Any
 
 from napari_histo.errors import HistoError
 
-__all__ = ["guarded", "plain_message", "report"]
+__all__ = ["guarded", "plain_message", "report", "wrap_text"]
 
 log = logging.getLogger(__name__)
 
@@ -59,3 +59,10 @@ def guarded(label_of: Callable[[Any], Any]) -> Callable[[Callable[..., Any]], Ca
         return run
 
     return decorate
+
+
+def wrap_text(*labels: Any) -> None:
+    """Let long messages wrap inside the dock instead of widening it until the slide is a strip."""
+    for label in labels:
+        label.native.setWordWrap(True)
+        label.native.setMinimumWidth(1)

@@ -29,7 +29,7 @@ from magicgui.widgets import (
 )
 
 from napari_histo._napari._session import set_slide_mpp, slide_session, world_per_px, world_to_level0
-from napari_histo._napari._widgets._feedback import guarded, report
+from napari_histo._napari._widgets._feedback import guarded, report, wrap_text
 from napari_histo._napari._widgets._ml_stack import in_worker
 from napari_histo._napari._widgets._result_layers import add_prediction_layers, class_area_table, legend_html
 from napari_histo._napari._widgets._view import visible_bounds_rc
@@ -115,6 +115,7 @@ class InferenceWidget(Container):
         self._models: dict[tuple[str, str], ModelHandle] = {}
         for name, tip in _TIPS.items():
             getattr(self, name).tooltip = tip
+        wrap_text(self.summary, self.legend)
 
     # -- running ------------------------------------------------------------------------
     @guarded(lambda self: self.summary)

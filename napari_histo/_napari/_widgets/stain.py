@@ -18,7 +18,7 @@ import napari
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, create_widget
 
-from napari_histo._napari._widgets._feedback import guarded, report
+from napari_histo._napari._widgets._feedback import guarded, report, wrap_text
 from napari_histo._napari._widgets._workers import make_worker, start_with_cancel
 from napari_histo.core.stain import StainMethod, StainParams
 from napari_histo.errors import InvalidParameterError
@@ -100,6 +100,7 @@ class StainWidget(Container):
         super().__init__(widgets=[self.image, self.reference, self.region, self.params_file, self.method,
                                   self.output, self.run_button, self.cancel_button, self.progress,
                                   self.save_path, self.save_button, self.summary])  # fmt: skip
+        wrap_text(self.summary)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.save_button.changed.connect(self.save_reference)

@@ -24,7 +24,7 @@ from magicgui.widgets import (
 )
 
 from napari_histo._napari._session import set_slide_mpp, world_per_px
-from napari_histo._napari._widgets._feedback import guarded, report
+from napari_histo._napari._widgets._feedback import guarded, report, wrap_text
 from napari_histo._napari._widgets._workers import make_worker, start_with_cancel
 from napari_histo.core.tissue import TissueConfig
 from napari_histo.pipeline.tissue import tissue_grid
@@ -76,6 +76,7 @@ class TissueTilesWidget(Container):
                                   self.progress, self.summary])  # fmt: skip
         for name, tip in _TIPS.items():
             getattr(self, name).tooltip = tip
+        wrap_text(self.summary)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
 
