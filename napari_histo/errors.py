@@ -15,6 +15,7 @@ __all__ = [
     "HistoError",
     "InvalidImageError",
     "InvalidParameterError",
+    "MemoryBudgetError",
     "MissingDependencyError",
     "MissingMppError",
     "NoTissueError",
@@ -22,6 +23,7 @@ __all__ = [
     "TrainingFailedError",
     "UnsupportedCompressionError",
     "UnsupportedFormatError",
+    "UnsupportedModelError",
 ]
 
 
@@ -79,3 +81,11 @@ class DeviceUnavailableError(HistoError, RuntimeError):
 
 class TrainingFailedError(HistoError, RuntimeError):
     """A training run (e.g. fine-tuning in a child process) ended with an error; the message has its log."""
+
+
+class MemoryBudgetError(HistoError, MemoryError):
+    """An operation would allocate more memory than allowed; the message gives the size and the fix."""
+
+
+class UnsupportedModelError(HistoError, ValueError):
+    """A model folder or weight file napari-histo does not load (pickle, TorchScript, WSInfer ...)."""
