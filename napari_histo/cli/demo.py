@@ -1,4 +1,4 @@
-"""``histo demo``: the whole journey on the built-in synthetic slide, offline.
+"""``histo demo``: the whole journey on real tissue (CMU-1-Small-Region) or the synthetic slide.
 
 Slide → tissue and tiles → stain normalisation → the shipped default model →
 QuPath GeoJSON.  Headless (no display) it writes every output and one PNG per
@@ -37,7 +37,15 @@ __all__ = ["demo"]
     "--slide",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="Run on this slide instead of the built-in synthetic one.",
+    help="Run on this slide instead of a sample.",
+)
+@click.option(
+    "--sample",
+    type=click.Choice(["cmu-1", "synthetic"]),
+    default="cmu-1",
+    show_default=True,
+    help="cmu-1: real H&E (OpenSlide's CMU-1-Small-Region, CC0, 1.9 MB, fetched once); "
+    "synthetic: an H&E-like slide made offline.",
 )
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda")
 @click.option(
@@ -45,8 +53,8 @@ __all__ = ["demo"]
     default=None,
     help="Force files only, or the napari viewer. Default: napari if a display exists.",
 )
-def demo(out: Path, model: str, slide: Path | None, device: str, headless: bool | None) -> None:
-    """Run the pathologist's journey on the built-in sample (no download needed).
+def demo(out: Path, model: str, slide: Path | None, sample: str, device: str, headless: bool | None) -> None:
+    """Run the pathologist's journey on a real H&E sample slide (fetched once, then offline).
 
     \b
     Writes to --out:
@@ -59,15 +67,11 @@ def demo(out: Path, model: str, slide: Path | None, device: str, headless: bool 
       journey.json              what each step did
     With a display it then opens the slide, the predictions and the docks in napari.
     """
-    from napari_histo.data import cache_dir, synthetic_slide_path
     from napari_histo.pipeline.journey import run_journey
     from napari_histo.pipeline.slide_job import outputs_for
 
     if slide is None:
-        click.echo(f"sample slide (generated once into {cache_dir()}) ...")
-        started = time.perf_counter()
-        slide = synthetic_slide_path()
-        click.echo(f"  {slide} ready in {time.perf_counter() - started:.1f} s")
+        slide = _sample_slide(sample)
     started = time.perf_counter()
     run_journey(slide, model, out, device=device, say=click.echo)
     click.echo(f"\ndone in {time.perf_counter() - started:.1f} s; outputs in {out}/")
@@ -81,6 +85,27 @@ def demo(out: Path, model: str, slide: Path | None, device: str, headless: bool 
         click.echo("napari is not installed: `pip install 'napari-histo[napari]'` to view the results.")
         return
     show_journey(slide, outputs_for(slide, out / "predictions")["zarr"], model)
+
+
+def _sample_slide(sample: str) -> Path:
+    """The sample's path, fetched or generated once into the cache; CMU-1 falls back to synthetic offline."""
+    from napari_histo.data import cache_dir, samples
+    from napari_histo.errors import DownloadError
+
+    started = time.perf_counter()
+    if sample == "cmu-1":
+        click.echo(f"sample slide CMU-1-Small-Region (CC0; fetched once into {cache_dir()}) ...")
+        try:
+            path = samples.cmu_small_region_path()
+        except DownloadError as exc:
+            click.echo(f"warning: {exc}", err=True)
+            click.echo("warning: CMU-1 could not be fetched; using the synthetic slide instead.", err=True)
+            sample = "synthetic"
+    if sample == "synthetic":
+        click.echo(f"sample slide (synthetic H&E, generated once into {cache_dir()}) ...")
+        path = samples.synthetic_slide_path()
+    click.echo(f"  {path} ready in {time.perf_counter() - started:.1f} s")
+    return path
 
 
 def _has_display() -> bool:

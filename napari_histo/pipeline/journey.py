@@ -3,7 +3,7 @@
 ``run_journey`` does each step with the same pipeline verbs the napari docks
 and the CLI use, writes its outputs and one PNG per step (an overview of what
 that step produced) into ``out_dir``, and returns what it did.  ``histo demo``
-runs it on the built-in synthetic slide with the shipped default model.
+runs it on CMU-1-Small-Region (real H&E) with the shipped default model.
 """
 
 from __future__ import annotations

