@@ -61,10 +61,17 @@ def test_run_model_shows_classes_heatmaps_gradcam_and_exports(make_napari_viewer
     # class colours come from the spec; cells sit over their tiles in µm
     assert tuple(np.round(labels[0].colormap.map(1)[:3] * 255)) == (220, 0, 0)
     np.testing.assert_allclose(labels[0].scale, [64 * 2.0 / 0.499 * 0.499] * 2, rtol=1e-3)
-    heatmaps = [layer for layer in viewer.layers if isinstance(layer, Image) and "p(" in layer.name]
-    assert [layer.name.split()[-1] for layer in heatmaps] == ["p(Tumor)", "p(Stroma)"]
-    total = sum(np.nan_to_num(np.asarray(h.data)) for h in heatmaps)
+    assert not [layer for layer in viewer.layers if isinstance(layer, Image) and "p(" in layer.name]
+    assert widget.heatmap.choices == ("none", "Tumor", "Stroma")
+    total = 0
+    for name in ("Tumor", "Stroma"):  # one heatmap layer, switched between classes as a user picks them
+        widget.heatmap.native.setCurrentText(name)
+        heatmaps = [layer for layer in viewer.layers if isinstance(layer, Image) and "p(" in layer.name]
+        assert [layer.name.split()[-1] for layer in heatmaps] == [f"p({name})"] and heatmaps[0].visible
+        total = total + np.asarray(heatmaps[0].data)
     np.testing.assert_allclose(total[data > 0], 1.0, atol=1e-5)
+    widget.heatmap.native.setCurrentText("none")
+    assert not heatmaps[0].visible
     assert f"{n_tiles:,} tiles" in widget.summary.value
 
     viewer.reset_view()

@@ -72,8 +72,12 @@ def test_the_whole_journey_in_napari(make_napari_viewer, qtbot, tmp_path):
     classes = next(layer for layer in viewer.layers if layer.name.endswith(" classes"))
     predicted = np.asarray(classes.data) > 0
     assert predicted.sum() == len(m._last["result"].classes) > 20
+    assert not any(isinstance(layer, Image) and "p(" in layer.name for layer in viewer.layers)  # on demand only
+    m.heatmap.native.setCurrentText("tumour")  # as a user picks it in the drop-down
     heat = next(layer for layer in viewer.layers if isinstance(layer, Image) and "p(tumour)" in layer.name)
-    assert np.asarray(heat.data)[predicted].max() <= 1.0
+    np.testing.assert_allclose(np.asarray(heat.data)[predicted], m._last["result"].probabilities[:, 1], atol=1e-6)
+    m.heatmap.native.setCurrentText("normal")  # the same layer now shows p(normal)
+    assert heat.name.endswith("p(normal)") and heat in viewer.layers
 
     # 5. inspect: legend, area table, Grad-CAM of the tile under the cursor
     assert "tumour" in m.legend.value

@@ -1,4 +1,4 @@
-"""Prediction results as napari layers: class Labels, heatmaps, a legend and a per-class area table."""
+"""Prediction results as napari layers: class Labels, a heatmap on demand, a legend and an area table."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 from napari_histo._napari._widgets._view import grid_layer_placement
 from napari_histo.core.tiling import grid_cells
 
-__all__ = ["add_prediction_layers", "class_area_table", "label_colormap", "legend_html"]
+__all__ = ["add_prediction_layers", "class_area_table", "label_colormap", "legend_html", "show_heatmap"]
 
 
 def label_colormap(spec: Any) -> Any:
@@ -24,13 +24,14 @@ def label_colormap(spec: Any) -> Any:
 def add_prediction_layers(
     viewer: Any, result: Any, slide_layer: Any, model: Any = None, suffix: str = ""
 ) -> dict[str, Any]:
-    """Show the class map (Labels) and one heatmap per class over ``slide_layer``; returns them by name.
+    """Show the class map (one Labels layer) over ``slide_layer``; returns it as ``{"classes": layer}``.
 
-    A re-run updates the layers of the same name in place (adding and removing
-    napari layers costs ~0.1-0.3 s of main thread each) instead of adding more.
-    The heatmaps start hidden, so what is shown by default is what the legend
-    shows; the Labels layer carries the class names as features (shown under the
-    cursor) and, in its metadata, the predictions and the ``model`` that made them.
+    One layer per result kind: the class map here; a probability heatmap only
+    when asked for (:func:`show_heatmap`), so a run adds one layer (napari spends
+    ~0.1-0.3 s of main thread per layer added or removed on a software-GL machine).
+    A re-run updates the layer of the same name in place. The Labels layer carries
+    the class names as features (shown under the cursor) and, in its metadata, the
+    predictions and the ``model`` that made them.
     """
     spec = result.spec
     shape, cells = grid_cells(result.grid)
@@ -39,22 +40,50 @@ def add_prediction_layers(
     common = {"units": slide_layer.units, **grid_layer_placement(result.grid, slide_layer)}
     metadata = {"spec": spec.to_json_dict(), "kind": "tile classes", "predictions": result, "model": model}
     features = {"index": np.arange(spec.num_classes + 1), "class": ["none", *spec.class_names]}
-    layers = {
-        "classes": _show_layer(
-            viewer, "labels", f"{slide_layer.name} classes{suffix}", labels, common,
-            {"opacity": 0.45, "colormap": label_colormap(spec), "features": features},
-            metadata={"napari_histo": metadata},
+    layer = _show_layer(
+        viewer, "labels", f"{slide_layer.name} classes{suffix}", labels, common,
+        {"opacity": 0.45, "colormap": label_colormap(spec), "features": features},
+        metadata={"napari_histo": metadata},
+    )  # fmt: skip
+    viewer.layers.selection.active = layer
+    return {"classes": layer}
+
+
+def show_heatmap(viewer: Any, result: Any, slide_layer: Any, class_name: str | None, suffix: str = "") -> Any:
+    """One heatmap layer per slide: p(``class_name``) for each predicted tile; ``None`` hides it.
+
+    The layer is made on first use and then updated in place (data and name) when
+    another class is chosen or the model is run again.
+    """
+    key = {"kind": "heatmap", "slide": slide_layer.name, "suffix": suffix}
+    existing = next((layer for layer in viewer.layers if _tagged(layer, key)), None)
+    if class_name is None:
+        if existing is not None:
+            existing.visible = False
+        return existing
+    spec = result.spec
+    if class_name not in spec.class_names:
+        raise ValueError(f"{class_name!r} is not one of the model's classes {list(spec.class_names)}")
+    k = list(spec.class_names).index(class_name)
+    shape, cells = grid_cells(result.grid)
+    heat = np.zeros(shape, np.float32)
+    heat[cells[:, 0], cells[:, 1]] = result.probabilities[:, k]
+    name = f"{slide_layer.name} p({class_name}){suffix}"
+    placement = grid_layer_placement(result.grid, slide_layer)
+    if existing is None:
+        style = {"colormap": "inferno", "contrast_limits": (0, 1), "opacity": 0.6}
+        return viewer.add_image(
+            heat, name=name, units=slide_layer.units, metadata={"napari_histo": key}, **style, **placement
         )
-    }  # fmt: skip
-    for k, class_name in enumerate(spec.class_names):
-        heat = np.zeros(shape, np.float32)
-        heat[cells[:, 0], cells[:, 1]] = result.probabilities[:, k]
-        layers[class_name] = _show_layer(
-            viewer, "image", f"{slide_layer.name} p({class_name}){suffix}", heat, common,
-            {"colormap": "inferno", "contrast_limits": (0, 1), "opacity": 0.6, "visible": False},
-        )  # fmt: skip
-    viewer.layers.selection.active = layers["classes"]
-    return layers
+    existing.data = heat
+    existing.scale, existing.translate = placement["scale"], placement["translate"]
+    existing.name, existing.visible = name, True
+    return existing
+
+
+def _tagged(layer: Any, key: dict[str, Any]) -> bool:
+    meta = layer.metadata.get("napari_histo", {})
+    return isinstance(meta, dict) and all(meta.get(k) == v for k, v in key.items())
 
 
 def _show_layer(viewer: Any, kind: str, name: str, data: np.ndarray, common: dict[str, Any],

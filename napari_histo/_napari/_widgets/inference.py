@@ -31,7 +31,12 @@ from magicgui.widgets import (
 from napari_histo._napari._session import set_slide_mpp, slide_session, world_per_px, world_to_level0
 from napari_histo._napari._widgets._feedback import guarded, report, wrap_text
 from napari_histo._napari._widgets._ml_stack import in_worker
-from napari_histo._napari._widgets._result_layers import add_prediction_layers, class_area_table, legend_html
+from napari_histo._napari._widgets._result_layers import (
+    add_prediction_layers,
+    class_area_table,
+    legend_html,
+    show_heatmap,
+)
 from napari_histo._napari._widgets._view import visible_bounds_rc
 from napari_histo._napari._widgets._workers import make_worker, start_with_cancel
 from napari_histo.core.viewport import tiles_in_view
@@ -42,6 +47,7 @@ from napari_histo.pipeline.predict import Region, predict_slide
 __all__ = ["InferenceWidget"]
 
 REGIONS = ("whole slide", "visible region", "drawn ROI")
+NO_HEATMAP = "none"
 _TIPS = {
     "model_dir": "A folder with model.json and weights.safetensors (from histo train); wins over built-in.",
     "builtin": "A model shipped with napari-histo.",
@@ -50,6 +56,7 @@ _TIPS = {
     "min_tissue": "Predict tiles whose area is at least this fraction tissue (0.5 = half).",
     "slide_mpp": "The slide's own µm/px, for files that lack it (0: use the file's). Set once for the slide.",
     "region": "Predict the whole slide, what the view shows, or inside shapes drawn in the ROI layer.",
+    "heatmap": "Show one class's probability per tile (0-1, inferno colours) as a layer; none hides it.",
     "export_path": "Where the QuPath GeoJSON goes; empty: beside the slide, named after it.",
 }
 
@@ -79,6 +86,10 @@ class InferenceWidget(Container):
         self.summary = Label(value="", label="result")
         self.legend = Label(value="", label="legend")
         self.areas = Table(value={"class": [], "tiles": [], "area mm²": [], "fraction": []}, label="areas")
+        # callable choices: napari resets docked widgets' choices whenever a layer is added
+        self.heatmap = ComboBox(
+            choices=self._heatmap_choices, value=NO_HEATMAP, label="heatmap of", enabled=False
+        )
         self.gradcam_button = PushButton(text="Grad-CAM of visible tiles", enabled=False)
         self.cursor_cam = CheckBox(value=False, text="Grad-CAM of the tile under the cursor", enabled=False)
         self.export_path = FileEdit(mode="w", filter="*.geojson", label="QuPath file")
@@ -97,6 +108,7 @@ class InferenceWidget(Container):
         outputs = [
             self.legend,
             self.areas,
+            self.heatmap,
             self.gradcam_button,
             self.cursor_cam,
             self.export_path,
@@ -108,6 +120,7 @@ class InferenceWidget(Container):
         self.gradcam_button.changed.connect(lambda: self.show_gradcam())
         self.export_button.changed.connect(lambda: self.export_qupath())
         self.live.changed.connect(self._toggle_live)
+        self.heatmap.changed.connect(lambda: self._show_heatmap())
         self.cursor_cam.changed.connect(self._toggle_cursor_cam)
         self.cursor_gradcam: Any = None
         self._bind_keys()
@@ -254,7 +267,27 @@ class InferenceWidget(Container):
         self.areas.value = class_area_table(result)
         self.summary.value = f"{len(result.classes):,} tiles in {result.elapsed_s:.1f} s"
         self._last = {"result": result, "model": model, "layer": layer, **layers}
+        chosen = self.heatmap.value
+        with self.heatmap.changed.blocked():
+            self.heatmap.reset_choices()
+            self.heatmap.value = chosen if chosen in self.heatmap.choices else NO_HEATMAP
+        self._show_heatmap()
         self.gradcam_button.enabled = self.export_button.enabled = self.cursor_cam.enabled = True
+        self.heatmap.enabled = True
+
+    def _heatmap_choices(self, _widget: Any = None) -> list[str]:
+        last = getattr(self, "_last", None)
+        return [NO_HEATMAP, *(last["model"].spec.class_names if last else ())]
+
+    @guarded(lambda self: self.summary)
+    def _show_heatmap(self) -> None:
+        """The heatmap of the class chosen under "heatmap of" (one layer, updated in place)."""
+        if self._last is None:
+            return
+        chosen = None if self.heatmap.value == NO_HEATMAP else self.heatmap.value
+        if chosen is None and "heatmap" not in self._last:
+            return
+        self._last["heatmap"] = show_heatmap(self._viewer, self._last["result"], self._last["layer"], chosen)
 
     @guarded(lambda self: self.summary)
     def show_gradcam(self, max_tiles: int = 64) -> Any:
