@@ -7,12 +7,18 @@ variant), followed by the same clean-up:
 1. drop pen ink (green and blue by hue, red by RGB rules) and black artefacts,
 2. close small gaps, remove specks smaller than ``min_area_px``, fill small holes.
 
+Holes are filled only up to a physical size (``max_hole_um2``, µm²) when the
+image's µm/px is given: nuclei and small lumens are tissue, a large white
+cleft or lumen enclosed by tissue stays background whatever the resolution.
+
 Run it on a low-resolution view of the slide (a few µm/px), not on level 0:
-:func:`napari_histo.io.patches.slide_tissue_mask` picks the level for you.
+:func:`napari_histo.pipeline.tissue.slide_tissue_mask` picks the level (and
+passes its µm/px) for you.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import Enum
 
@@ -55,7 +61,13 @@ class TissueConfig:
     min_area_px : int
         Connected tissue regions smaller than this (pixels) are removed.
     max_hole_px : int
-        Holes smaller than this (pixels) inside tissue are filled.
+        Holes smaller than this (pixels) inside tissue are filled, when the image's
+        µm/px is not known (``detect_tissue(..., mpp=None)``).
+    max_hole_um2 : float
+        Holes smaller than this (µm²) inside tissue are filled when the image's µm/px
+        is known; larger ones (white clefts, big lumens) stay background (0: fill
+        none).  The default, 2,000 µm² (a disc about 50 µm across), fills nuclei,
+        capillaries and small lumens; the ~15,000 µm² cleft of CMU-1 stays background.
     closing_radius_px : int
         Radius of the morphological closing that joins nearby tissue (0: none).
     """
@@ -68,6 +80,7 @@ class TissueConfig:
     min_area_px: int = 64
     max_hole_px: int = 256
     closing_radius_px: int = 2
+    max_hole_um2: float = 2000.0
 
     def __post_init__(self) -> None:
         for name in ("min_saturation", "max_value", "min_value"):
@@ -79,8 +92,8 @@ class TissueConfig:
                 f"min_value ({self.min_value}) must be below max_value ({self.max_value}): "
                 "nothing could be tissue"
             )
-        for name in ("blur_sigma_px", "min_area_px", "max_hole_px", "closing_radius_px"):
-            if getattr(self, name) < 0:
+        for name in ("blur_sigma_px", "min_area_px", "max_hole_px", "closing_radius_px", "max_hole_um2"):
+            if not getattr(self, name) >= 0:  # also refuses NaN
                 raise InvalidParameterError(f"{name} must be >= 0, got {getattr(self, name)!r}")
 
 
@@ -96,6 +109,8 @@ def detect_tissue(
     rgb: np.ndarray,
     method: TissueMethod | str = TissueMethod.HSV,
     config: TissueConfig | None = None,
+    *,
+    mpp: float | None = None,
 ) -> np.ndarray:
     """Boolean tissue mask of an RGB H&E image.
 
@@ -106,6 +121,9 @@ def detect_tissue(
     method : TissueMethod or {"hsv", "otsu"}
     config : TissueConfig, optional
         Thresholds and clean-up; the defaults suit 0.5-16 µm/px views.
+    mpp : float, optional
+        µm per pixel of ``rgb``.  Given, holes up to ``config.max_hole_um2`` µm² are
+        filled; without it, holes up to ``config.max_hole_px`` pixels (as before).
 
     Returns
     -------
@@ -116,10 +134,13 @@ def detect_tissue(
     ------
     InvalidImageError
         For grayscale, RGBA, non-uint8 or empty input.
+    InvalidParameterError
+        For a µm/px that is not a positive number.
     """
     rgb = check_rgb(rgb, name="tissue image")
     method = TissueMethod(method)
     config = config or TissueConfig()
+    max_hole_px = _max_hole_px(config, mpp)
     if config.blur_sigma_px > 0:
         sigma = (config.blur_sigma_px, config.blur_sigma_px, 0)
         rgb = ndimage.gaussian_filter(rgb, sigma=sigma, mode="nearest")
@@ -130,7 +151,7 @@ def detect_tissue(
     mask = (sat > min_sat) & (value < config.max_value * 255) & (value > config.min_value * 255)
     if config.reject_pen:
         mask &= ~_pen_mask(rgb, sat, config.min_saturation)
-    return _clean(mask, config)
+    return _clean(mask, config, max_hole_px)
 
 
 def detect_pen(rgb: np.ndarray, min_saturation: float = 0.07) -> np.ndarray:
@@ -183,19 +204,33 @@ def _otsu(values: np.ndarray) -> float:
     return float(filters.threshold_otsu(values))
 
 
-def _clean(mask: np.ndarray, config: TissueConfig) -> np.ndarray:
+def _max_hole_px(config: TissueConfig, mpp: float | None) -> float:
+    """Largest hole filled, in pixels: ``max_hole_um2`` at ``mpp`` µm/px, else ``max_hole_px``."""
+    if mpp is None:
+        return float(config.max_hole_px)
+    try:
+        value = float(mpp)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise InvalidParameterError(f"mpp is the image's micrometres per pixel (e.g. 8.0), got {mpp!r}")
+    return config.max_hole_um2 / value**2
+
+
+def _clean(mask: np.ndarray, config: TissueConfig, max_hole_px: float) -> np.ndarray:
     if config.closing_radius_px > 0:
         r = config.closing_radius_px
         padded = np.pad(mask, r, mode="edge")  # no erosion from the image border
         mask = ndimage.binary_closing(padded, structure=morphology.disk(r))[r:-r, r:-r]
     if config.min_area_px > 0:
         mask = _drop_small(mask, config.min_area_px)
-    if config.max_hole_px > 0:
-        mask = ~_drop_small(~mask, config.max_hole_px)
+    if max_hole_px > 0:
+        # only holes smaller than max_hole_px: a large white cleft inside tissue is not tissue
+        mask = ~_drop_small(~mask, max_hole_px)
     return mask
 
 
-def _drop_small(mask: np.ndarray, min_area_px: int) -> np.ndarray:
+def _drop_small(mask: np.ndarray, min_area_px: float) -> np.ndarray:
     """``mask`` without 8-connected regions smaller than ``min_area_px`` pixels."""
     labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
     if count == 0:

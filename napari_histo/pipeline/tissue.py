@@ -77,12 +77,16 @@ def slide_tissue_mask(
     """Detect tissue on a low-resolution view of the slide (about ``mask_mpp`` µm/px).
 
     Without µm/px the mask is about 2048 px wide.  The longer side stays within
-    ``max_px`` unless no level is that small.
+    ``max_px`` unless no level is that small.  With µm/px, holes are filled up to
+    ``config.max_hole_um2`` µm² (a large white cleft inside tissue stays background);
+    without, up to ``config.max_hole_px`` mask pixels.
     """
     rows, cols = session.slide.dimensions
     wanted = mask_mpp / session.mpp if session.mpp else max(rows, cols) / _MASK_PX_WITHOUT_MPP
     pixels, downsample_rc, level = read_slide_view(session.slide, max(wanted, max(rows, cols) / max_px))
-    return SlideTissueMask(detect_tissue(pixels, method, config), downsample_rc, level)
+    # µm/px of the mask pixels (the geometric mean keeps their area right if rows and cols differ)
+    mpp = session.mpp * (downsample_rc[0] * downsample_rc[1]) ** 0.5 if session.mpp else None
+    return SlideTissueMask(detect_tissue(pixels, method, config, mpp=mpp), downsample_rc, level)
 
 
 def plan_grid(session: SlideSession, target_mpp: float, tile_px: int, overlap_px: int = 0) -> TileGrid:

@@ -1,4 +1,5 @@
 import csv
+from dataclasses import replace
 
 import imagecodecs
 import numpy as np
@@ -104,3 +105,74 @@ def test_cross_dilation_matches_scipy():
 
     mask = np.random.default_rng(1).random((50, 70)) > 0.97
     np.testing.assert_array_equal(_dilate_cross(mask), ndimage.binary_dilation(mask))
+
+
+def _tissue_with_cleft(mpp: float, seed: int = 0):
+    """H&E-like tissue disc (1 mm) at ``mpp`` µm/px around a large white cleft, with small holes.
+
+    Returns the RGB image and boolean masks of the cleft, the small holes and the tissue
+    (ring without holes), all drawn in µm so the same slide is rendered at each resolution.
+    """
+    rng = np.random.default_rng(seed)
+    n = int(round(1200 / mpp))
+    y, x = np.mgrid[0:n, 0:n] * mpp + mpp / 2 - 600  # µm from the centre
+    disc = np.hypot(y, x) < 500
+    # an irregular cleft of ~15,500 µm² (as on CMU-1), off-centre, ragged edge
+    angle = np.arctan2(y + 150, x - 120)
+    cleft = np.hypot((x - 120) / 90, (y + 150) / 55) < 1 + 0.08 * np.sin(5 * angle)
+    # nuclei-sized and small-lumen holes, 80-1,300 µm² (r = 5-20 µm), all inside tissue
+    small = np.zeros_like(disc)
+    for cy, cx, r in [(250, -250, 5), (200, 150, 8), (-300, -200, 10), (100, -350, 12), (300, 250, 15),
+                      (-100, 300, 20), (50, 0, 10), (-350, 100, 8)]:  # fmt: skip
+        small |= np.hypot(y - cy, x - cx) < r
+    tissue = disc & ~cleft & ~small
+    # pink stroma with purple nuclei, noisy; glass (and cleft, small holes) near-white
+    rgb = np.empty((n, n, 3), float)
+    rgb[:] = (238, 236, 240)
+    rgb[tissue] = (225, 150, 195)
+    nuclei = tissue & (rng.random((n, n)) < 0.15)
+    rgb[nuclei] = (130, 70, 160)
+    rgb += rng.normal(0, 4, rgb.shape)
+    return np.clip(rgb, 0, 255).astype(np.uint8), cleft, small, tissue
+
+
+def _eroded(mask: np.ndarray, um: float, mpp: float) -> np.ndarray:
+    """``mask`` shrunk by ``um`` µm: its core, away from edges that the blur and closing soften."""
+    from scipy import ndimage
+
+    return ndimage.binary_erosion(mask, iterations=max(1, int(round(um / mpp))))
+
+
+@pytest.mark.parametrize("mpp", [2.0, 4.0, 8.0])
+@pytest.mark.parametrize("method", ["hsv", "otsu"])
+def test_white_cleft_inside_tissue_is_not_tissue(method, mpp):
+    """Tracker bug: a large white cleft enclosed by tissue was filled as a hole (it is ~240 px at 8 µm/px,
+    under the 256-px hole limit).  Holes are now limited in µm², so the cleft stays background at every
+    resolution while nuclei-sized and small-lumen holes are still filled."""
+    rgb, cleft, small, tissue = _tissue_with_cleft(mpp)
+    assert 14_000 < cleft.sum() * mpp**2 < 17_000  # the cleft as drawn: ~15,500 µm²
+    mask = detect_tissue(rgb, method, mpp=mpp)
+    core = _eroded(cleft, 12, mpp)
+    assert core.sum() >= 40
+    assert mask[core].mean() < 0.05, "the cleft is counted as tissue"
+    assert mask[cleft].mean() < 0.5
+    assert mask[small].all(), "small holes inside tissue must be filled"
+    assert mask[_eroded(tissue, 10, mpp)].mean() > 0.995
+    assert not mask[_eroded(~(tissue | cleft | small), 20, mpp)].any()  # glass
+
+
+def test_hole_limit_is_in_pixels_without_mpp_and_in_um2_with_it():
+    rgb = np.full((100, 100, 3), 240, np.uint8)
+    rgb[10:90, 10:90] = (200, 120, 180)
+    rgb[40:50, 40:50] = 240  # a 100 px hole
+    fill = TissueConfig(blur_sigma_px=0, closing_radius_px=0)
+    assert detect_tissue(rgb, config=fill)[45, 45]  # no µm/px: 256 px limit, as before
+    assert not detect_tissue(rgb, config=replace(fill, max_hole_px=50))[45, 45]
+    assert not detect_tissue(rgb, config=fill, mpp=8.0)[45, 45]  # 6,400 µm² > 2,000 µm²
+    assert detect_tissue(rgb, config=fill, mpp=2.0)[45, 45]  # 400 µm² < 2,000 µm²
+    assert not detect_tissue(rgb, config=replace(fill, max_hole_um2=0), mpp=2.0)[45, 45]
+    for bad in (0, -1.0, float("nan"), float("inf"), "eight"):
+        with pytest.raises(ValueError, match="micrometres per pixel"):
+            detect_tissue(rgb, mpp=bad)
+    with pytest.raises(ValueError, match="max_hole_um2"):
+        TissueConfig(max_hole_um2=-1)
