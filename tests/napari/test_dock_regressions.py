@@ -161,3 +161,23 @@ def test_a_long_result_message_wraps_instead_of_widening_the_dock(make_napari_vi
     widget.summary.value = "⚠ " + "a long message that names a file and its fix " * 40
     # without word wrap the label asks for the whole line (~10,000 px here), pushing the dock wide
     assert widget.summary.native.minimumSizeHint().width() < 300
+
+
+def test_docks_opened_from_the_plugins_menu_are_tabs_not_a_stack_past_a_1080_px_screen(
+    make_napari_viewer, qtbot
+):
+    from qtpy.QtWidgets import QDockWidget
+
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(1400, 900)
+    names = ["Tissue and tiles", "Stain normalisation", "Run a model", "Correct and retrain"]
+    for name in names:  # what Plugins › napari-histo › NAME does
+        viewer.window.add_plugin_dock_widget("napari-histo", name)
+        qtbot.wait(50)
+    docks = [d for d in window.findChildren(QDockWidget) if any(n in d.windowTitle() for n in names)]
+    assert len(docks) == 4
+    tabbed = set(window.tabifiedDockWidgets(docks[0])) | {docks[0]}
+    assert tabbed == set(docks), [d.windowTitle() for d in docks]
+    assert window.height() <= 1080 and window.sizeHint().height() <= 1080
+    assert docks[-1].visibleRegion().isEmpty() is False  # the last one opened is the tab in front

@@ -29,6 +29,7 @@ from magicgui.widgets import (
 )
 
 from napari_histo._napari._session import set_slide_mpp, slide_session, world_per_px, world_to_level0
+from napari_histo._napari._widgets._docking import tabify_when_docked
 from napari_histo._napari._widgets._feedback import guarded, report, wrap_text
 from napari_histo._napari._widgets._ml_stack import in_worker
 from napari_histo._napari._widgets._result_layers import (
@@ -115,6 +116,7 @@ class InferenceWidget(Container):
             self.export_button,
         ]
         super().__init__(widgets=controls + actions + outputs)
+        tabify_when_docked(self)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.gradcam_button.changed.connect(lambda: self.show_gradcam())

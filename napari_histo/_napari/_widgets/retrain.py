@@ -26,6 +26,7 @@ from magicgui.widgets import (
 )
 
 from napari_histo._napari._session import slide_session, world_to_level0
+from napari_histo._napari._widgets._docking import tabify_when_docked
 from napari_histo._napari._widgets._feedback import guarded, report, wrap_text
 from napari_histo._napari._widgets._ml_stack import in_worker
 from napari_histo._napari._widgets._result_layers import add_prediction_layers
@@ -97,6 +98,7 @@ class RetrainWidget(Container):
         super().__init__(widgets=[self.layer, self.corrections, self.train_on, self.epochs, self.lr,
                                   self.work_dir, self.run_button, self.cancel_button, self.stage,
                                   self.progress, self.summary])  # fmt: skip
+        tabify_when_docked(self)
         wrap_text(self.summary, self.stage)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)

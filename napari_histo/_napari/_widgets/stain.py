@@ -18,6 +18,7 @@ import napari
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, create_widget
 
+from napari_histo._napari._widgets._docking import tabify_when_docked
 from napari_histo._napari._widgets._feedback import guarded, report, wrap_text
 from napari_histo._napari._widgets._workers import make_worker, start_with_cancel
 from napari_histo.core.stain import StainMethod, StainParams
@@ -100,6 +101,7 @@ class StainWidget(Container):
         super().__init__(widgets=[self.image, self.reference, self.region, self.params_file, self.method,
                                   self.output, self.run_button, self.cancel_button, self.progress,
                                   self.save_path, self.save_button, self.summary])  # fmt: skip
+        tabify_when_docked(self)
         wrap_text(self.summary)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)

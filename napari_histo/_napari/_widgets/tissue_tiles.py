@@ -24,6 +24,7 @@ from magicgui.widgets import (
 )
 
 from napari_histo._napari._session import set_slide_mpp, world_per_px
+from napari_histo._napari._widgets._docking import tabify_when_docked
 from napari_histo._napari._widgets._feedback import guarded, report, wrap_text
 from napari_histo._napari._widgets._workers import make_worker, start_with_cancel
 from napari_histo.core.tissue import TissueConfig
@@ -74,6 +75,7 @@ class TissueTilesWidget(Container):
                                   self.reject_pen, self.target_mpp, self.tile_px, self.overlap,
                                   self.min_tissue, self.slide_mpp, self.run_button, self.cancel_button,
                                   self.progress, self.summary])  # fmt: skip
+        tabify_when_docked(self)
         for name, tip in _TIPS.items():
             getattr(self, name).tooltip = tip
         wrap_text(self.summary)
