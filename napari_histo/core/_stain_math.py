@@ -6,7 +6,9 @@ step; keep the two in sync (the tests compare them).  Conventions:
 * optical density ``od = -ln((I + 1) / 256)`` per channel, so white (255) is 0;
 * a pixel is *stained* when every channel has ``od >= BETA`` (Macenko's rule);
   for Reinhard a pixel is *tissue* when at least one channel does;
-* stain matrices are (2, 3): rows haematoxylin then eosin, unit length in OD.
+* stain matrices are (2, 3): rows haematoxylin then eosin, unit length in OD;
+* normalising keeps the OD off the stain plane (``restain_matrices``), so an
+  image normalised to its own stains comes back unchanged.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ __all__ = [
     "masked_quantile",
     "od_from_rgb",
     "order_he",
+    "plane_normals",
+    "restain_matrices",
     "rgb_from_od",
     "rgb_to_lab",
     "stained_mask",
@@ -128,6 +132,33 @@ def macenko_matrices(od: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def concentrations(od: np.ndarray, stain_matrices: np.ndarray) -> np.ndarray:
     """Least-squares stain concentrations: (n, m, 3) OD and (n, 2, 3) matrices -> (n, m, 2)."""
     return od @ np.linalg.pinv(stain_matrices)
+
+
+def plane_normals(stain_matrices: np.ndarray) -> np.ndarray:
+    """Unit normals ``h x e`` of the planes of (n, 2, 3) stain matrices -> (n, 3).
+
+    The H-then-E order fixes the sign, so source and target normals correspond.
+    Two parallel stain vectors span no plane: their normal is zero.
+    """
+    normal = np.cross(stain_matrices[:, 0], stain_matrices[:, 1])
+    return normal / np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)
+
+
+def restain_matrices(source: np.ndarray, scale: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """(n, 3, 3) OD maps of normalisation: ``od_out = od @ restain_matrices(...)``.
+
+    ``source`` (n, 2, 3) and ``target`` (2, 3) or (n, 2, 3) stain matrices, ``scale``
+    (n, 2) target / source concentrations.  A pixel's OD is its least-squares stain
+    concentrations ``c`` times ``source`` plus an off-plane residual ``r`` times the
+    source plane's normal (a third dye, pigment, the scanner's tint of the background,
+    noise).  It becomes ``c * scale @ target + r * normal(target)``: each source stain
+    turns into the scaled target stain and the residual moves, unchanged in size, off
+    the target's plane, where the target's stains do not see it.  Dropping ``r``
+    instead made normalising an image to its own stains lossy (CMU-1 went blue).
+    """
+    target = np.broadcast_to(target, source.shape)
+    normals = plane_normals(source)[:, :, None] * plane_normals(target)[:, None]
+    return np.linalg.pinv(source) @ (scale[:, :, None] * target) + normals
 
 
 # ---------------------------------------------------------------- CIELAB (sRGB, D65)

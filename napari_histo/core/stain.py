@@ -245,7 +245,6 @@ def _deconvolve(flat: np.ndarray, target: StainParams, source: StainParams | Non
     od = sm.od_from_rgb(flat)
     if source is not None:
         he = np.broadcast_to(_fitted(source.stain_matrix, "stain_matrix", source), (flat.shape[0], 2, 3))
-        conc = sm.concentrations(od, he)
         source_max_c = _fitted(source.max_concentrations, "max_concentrations", source)
         max_c = np.broadcast_to(source_max_c, (flat.shape[0], 2))
     else:
@@ -254,10 +253,12 @@ def _deconvolve(flat: np.ndarray, target: StainParams, source: StainParams | Non
             he = sm.macenko_matrices(od, keep)
         else:
             he = np.stack([vahadane_matrix(od[i][keep[i]]) for i in range(flat.shape[0])])
-        conc = sm.concentrations(od, he)
-        max_c = sm.masked_quantile(conc, keep, sm.MAX_C_PERCENT / 100)
+        max_c = sm.masked_quantile(sm.concentrations(od, he), keep, sm.MAX_C_PERCENT / 100)
     scale = _fitted(target.max_concentrations, "max_concentrations", target) / np.maximum(max_c, 1e-6)
-    return sm.rgb_from_od((conc * scale[:, None]) @ _fitted(target.stain_matrix, "stain_matrix", target))
+    # one 3 x 3 map per image: the stains restained, the off-plane OD kept (identity for target == source)
+    return sm.rgb_from_od(
+        od @ sm.restain_matrices(he, scale, _fitted(target.stain_matrix, "stain_matrix", target))
+    )
 
 
 def _fitted(value: np.ndarray | None, name: str, params: StainParams) -> np.ndarray:

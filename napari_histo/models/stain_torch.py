@@ -143,6 +143,19 @@ def _order_he(v1: Any, v2: Any) -> Any:
     return he / torch.linalg.norm(he, dim=2, keepdim=True)
 
 
+def _plane_normals(he: Any) -> Any:
+    """Same as ``_stain_math.plane_normals``: unit ``h x e`` of (n, 2, 3) stain matrices."""
+    torch = _torch()
+    normal = torch.linalg.cross(he[:, 0], he[:, 1], dim=-1)
+    return normal / torch.clamp(torch.linalg.norm(normal, dim=1, keepdim=True), min=1e-12)
+
+
+def _restain_matrices(source: Any, scale: Any, target: Any) -> Any:
+    """Same as ``_stain_math.restain_matrices`` ((n, 2, 3) ``target``): the off-plane OD is kept."""
+    normals = _plane_normals(source)[:, :, None] * _plane_normals(target)[:, None]
+    return _torch().linalg.pinv(source) @ (scale[:, :, None] * target) + normals
+
+
 def _macenko(od: Any, mask: Any) -> Any:
     torch = _torch()
     w = mask.to(od.dtype)[..., None]
@@ -168,7 +181,6 @@ def _deconvolve(flat: Any, target: StainParams, source: StainParams | None) -> A
     n = flat.shape[0]
     if source is not None:
         he = _fitted_tensor(source.stain_matrix, "stain_matrix", source, od).expand(n, 2, 3)
-        conc = od @ torch.linalg.pinv(he)
         max_c = _fitted_tensor(source.max_concentrations, "max_concentrations", source, od).expand(n, 2)
     else:
         keep = (flat <= _MAX_STAINED).all(dim=-1)
@@ -177,11 +189,11 @@ def _deconvolve(flat: Any, target: StainParams, source: StainParams | None) -> A
         else:  # Vahadane's sparse fit stays per image on the CPU: fit a source per slide instead
             od_np, keep_np = od.double().cpu().numpy(), keep.cpu().numpy()
             he = _tensor(np.stack([vahadane_matrix(od_np[i][keep_np[i]]) for i in range(n)]), od)
-        conc = od @ torch.linalg.pinv(he)
-        max_c = _masked_quantile(conc, keep, sm.MAX_C_PERCENT / 100)
+        max_c = _masked_quantile(od @ torch.linalg.pinv(he), keep, sm.MAX_C_PERCENT / 100)
     target_max_c = _fitted_tensor(target.max_concentrations, "max_concentrations", target, od)
     scale = target_max_c / torch.clamp(max_c, min=1e-6)
-    out_od = (conc * scale[:, None]) @ _fitted_tensor(target.stain_matrix, "stain_matrix", target, od)
+    target_he = _fitted_tensor(target.stain_matrix, "stain_matrix", target, od).expand(n, 2, 3)
+    out_od = od @ _restain_matrices(he, scale, target_he)
     return torch.clamp(torch.round(256.0 * torch.exp(-out_od) - 1.0), 0, 255).to(torch.uint8)
 
 

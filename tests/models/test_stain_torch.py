@@ -5,6 +5,7 @@ from conftest import shared_file
 
 from napari_histo.core.stain import StainMethod, fit_stain, normalize_stain
 from napari_histo.errors import InvalidImageError, NoTissueError
+from napari_histo.io import open_slide
 
 torch = pytest.importorskip("torch")
 from napari_histo.models.stain_torch import TorchStainNormalizer, normalize_stain_torch  # noqa: E402
@@ -32,6 +33,21 @@ def test_torch_agrees_with_numpy(method, per_slide, reference, tiles):
     assert got.shape == want.shape and got.dtype == np.uint8
     assert diff.max() <= 2 and diff.mean() < 0.05, (diff.max(), diff.mean())
     assert np.abs(got.astype(int) - tiles).mean() > 5  # it did change the colours
+
+
+@pytest.mark.parametrize(("method", "per_slide"), [("macenko", True), ("macenko", False), ("vahadane", True)])
+def test_torch_self_normalisation_is_identity_not_blue_shift(method, per_slide):
+    """The torch path keeps the off-plane OD too: CMU-1 normalised to itself comes back unchanged."""
+    with open_slide(shared_file("wsi", "CMU-1-Small-Region.svs")) as slide:
+        rgb = slide.read_region((0, 0), 0, slide.dimensions)[::4, ::4, :3].copy()  # (742, 555, 3)
+    params = fit_stain(rgb, method)
+    source = params if per_slide else None
+    got = normalize_stain_torch(rgb, params, source=source, device="cpu").numpy()
+    assert got.shape == rgb.shape and got.dtype == np.uint8
+    diff = np.abs(got.astype(int) - rgb)  # before the fix (Macenko): mean 10 levels in blue, max 119
+    assert diff.max() <= 1 and diff.reshape(-1, 3).mean(axis=0).max() < 0.1, diff.max()
+    want = normalize_stain(rgb, params, source=source)
+    assert np.abs(want.astype(int) - got).max() <= 1
 
 
 def test_normalizer_class_tensor_in_tensor_out(reference, tiles):
