@@ -90,7 +90,9 @@ def _show_layer(viewer: Any, kind: str, name: str, data: np.ndarray, common: dic
                 new_only: dict[str, Any], metadata: dict[str, Any] | None = None) -> Any:  # fmt: skip
     """The layer ``name``: updated in place when it exists (same kind), else added with ``new_only`` too."""
     existing = next((layer for layer in viewer.layers if layer.name == name), None)
-    if existing is not None and existing._type_string == kind:
+    from napari.layers import Image, Labels
+
+    if existing is not None and isinstance(existing, Labels if kind == "labels" else Image):
         existing.data = data
         existing.scale, existing.translate = common["scale"], common["translate"]
         if kind == "labels":
