@@ -49,11 +49,18 @@ class SlideTissueMask:
         Level-0 pixels per mask pixel along rows and cols.
     level : int
         Pyramid level the mask was computed from.
+    method : str
+        The detector used: the one asked for, or ``"fluorescence"`` when a
+        brightfield detector was asked for a slide that looks like fluorescence.
+    note : str
+        Why the detector was switched (empty when it was not), for the user.
     """
 
     mask: np.ndarray
     downsample_rc: tuple[float, float]
     level: int
+    method: str = TissueMethod.HSV.value
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -80,13 +87,28 @@ def slide_tissue_mask(
     ``max_px`` unless no level is that small.  With µm/px, holes are filled up to
     ``config.max_hole_um2`` µm² (a large white cleft inside tissue stays background);
     without, up to ``config.max_hole_px`` mask pixels.
+
+    A brightfield detector (``hsv``, ``otsu``) on a slide that looks like
+    fluorescence (dark background, :func:`~napari_histo.core.brightfield.check_brightfield`)
+    would find no tissue; the ``fluorescence`` detector is used instead, and the
+    mask's ``note`` says so.
     """
+    from napari_histo.core.brightfield import check_brightfield
+
     rows, cols = session.slide.dimensions
     wanted = mask_mpp / session.mpp if session.mpp else max(rows, cols) / _MASK_PX_WITHOUT_MPP
     pixels, downsample_rc, level = read_slide_view(session.slide, max(wanted, max(rows, cols) / max_px))
     # µm/px of the mask pixels (the geometric mean keeps their area right if rows and cols differ)
     mpp = session.mpp * (downsample_rc[0] * downsample_rc[1]) ** 0.5 if session.mpp else None
-    return SlideTissueMask(detect_tissue(pixels, method, config, mpp=mpp), downsample_rc, level)
+    method, note = TissueMethod(method), ""
+    if method is not TissueMethod.FLUORESCENCE and (seen := check_brightfield(pixels)).kind == "fluorescence":
+        method = TissueMethod.FLUORESCENCE
+        note = (
+            f"{session.name} looks like a fluorescence image ({seen.dark_fraction:.0%} dark background): "
+            "tissue was detected as bright signal on the dark background; H&E models mean nothing on it"
+        )
+    mask = detect_tissue(pixels, method, config, mpp=mpp)
+    return SlideTissueMask(mask, downsample_rc, level, method.value, note)
 
 
 def plan_grid(session: SlideSession, target_mpp: float, tile_px: int, overlap_px: int = 0) -> TileGrid:

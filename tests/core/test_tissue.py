@@ -176,3 +176,19 @@ def test_hole_limit_is_in_pixels_without_mpp_and_in_um2_with_it():
             detect_tissue(rgb, mpp=bad)
     with pytest.raises(ValueError, match="max_hole_um2"):
         TissueConfig(max_hole_um2=-1)
+
+
+def test_fluorescence_detector_finds_a_section_of_scattered_nuclei_on_a_dark_background():
+    """DAPI-like: nuclei (bright blue dots) scattered sparsely over a disc; background black with noise."""
+    rng = np.random.default_rng(3)
+    rgb = np.zeros((200, 200, 3), np.uint8)
+    rgb[..., 2] = rng.integers(0, 3, (200, 200))  # camera noise
+    rr, cc = np.mgrid[:200, :200]
+    section = (rr - 100) ** 2 + (cc - 100) ** 2 < 70**2
+    nuclei = section & (rng.random((200, 200)) < 0.12)  # sparse stroma: most section pixels stay dark
+    rgb[nuclei, 2] = rng.integers(120, 255, int(nuclei.sum()))
+    assert detect_tissue(rgb, "hsv").mean() < 0.05  # the H&E detector sees (almost) nothing
+    mask = detect_tissue(rgb, "fluorescence")
+    assert (mask & section).sum() / section.sum() > 0.9
+    assert (mask & ~section).sum() / (~section).sum() < 0.1
+    assert not detect_tissue(np.zeros((64, 64, 3), np.uint8), "fluorescence").any()  # black: no tissue

@@ -221,3 +221,18 @@ def test_white_cleft_of_cmu1_is_outside_the_slide_mask(method, least_coverage):
     assert mask.mask[cleft].mean() < 0.3  # was 1.0 with the HSV mask
     assert mask.mask[~white].mean() > least_coverage  # tissue still covered
     assert 0.3 < mask.mask.mean() < 0.42
+
+
+def test_fluorescence_slide_is_detected_as_such_instead_of_giving_no_tissue():
+    """The DAPI NDPI: the H&E detector found 0 tiles; it is recognised and its section is found."""
+    from napari_histo.core.progress import run_to_end
+    from napari_histo.pipeline.session import open_session
+    from napari_histo.pipeline.tissue import tissue_grid
+
+    session = open_session(shared_file("wsi", "test3-DAPI-2-387.ndpi"))
+    found = run_to_end(tissue_grid(session, target_mpp=1.0, tile_px=96))
+    assert found.mask.method == "fluorescence" and "fluorescence" in found.mask.note
+    assert len(found.grid) > 0.8 * found.total  # the section fills most of this image
+    cmu = run_to_end(tissue_grid(open_session(shared_file("wsi", "CMU-1-Small-Region.svs")), target_mpp=1.0,
+                                 tile_px=96))  # fmt: skip
+    assert cmu.mask.method == "hsv" and cmu.mask.note == ""  # brightfield H&E keeps the detector asked for

@@ -128,6 +128,14 @@ class RetrainWidget(Container):
         tile_classes = corrected_tile_classes(
             self.corrections.value, predictions, slide_layer, corrected_only
         )
+        chosen = tile_classes[tile_classes >= 0]
+        if corrected_only and chosen.size and len(set(chosen.tolist())) < 2:
+            name = predictions.spec.class_names[int(chosen[0])]
+            raise InvalidParameterError(
+                f"all {chosen.size} corrected tiles are {name!r}: a model learns from at least two classes. "
+                f"Correct some tiles into another class too, or choose 'train on: {TRAIN_ON[1]}' to keep "
+                "the model's other calls as examples"
+            )
         self._worker = make_worker(
             in_worker(finetune_and_predict), session, model, predictions, tile_classes,
             str(self.work_dir.value), epochs=self.epochs.value, lr=self.lr.value,

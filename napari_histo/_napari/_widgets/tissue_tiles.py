@@ -32,9 +32,14 @@ from napari_histo.pipeline.tissue import tissue_grid
 
 __all__ = ["TissueTilesWidget"]
 
-_METHOD_NAMES = [("colour: saturation and brightness (HSV)", "hsv"), ("Otsu threshold on saturation", "otsu")]
+_METHOD_NAMES = [
+    ("colour: saturation and brightness (HSV)", "hsv"),
+    ("Otsu threshold on saturation", "otsu"),
+    ("fluorescence: bright signal on dark", "fluorescence"),
+]
 _TIPS = {
-    "method": "How tissue is told from glass. Colour works on most H&E; Otsu adapts to faint stains.",
+    "method": "How tissue is told from glass. Colour works on most H&E; Otsu adapts to faint stains; "
+    "fluorescence slides (dark background) are detected as such and use the fluorescence detector.",
     "min_saturation": "Least colour (0-1) a pixel needs to count as tissue; raise it if glass is picked up.",
     "max_value": "Brightest a pixel may be (0-1) and still count as tissue; lower it to drop pale glass.",
     "reject_pen": "Leave out green, blue and red pen marks.",
@@ -110,6 +115,7 @@ class TissueTilesWidget(Container):
         name, mask, grid = layer.name, found.mask, found.grid
         self.summary.value = (
             f"{len(grid):,} of {found.total:,} tiles kept; tissue {mask.mask.mean():.0%} of the slide"
+            + (f". Note: {mask.note}" if mask.note else "")
         )
         s = world_per_px(layer)
         origin = np.asarray(layer.translate[-2:], float)
