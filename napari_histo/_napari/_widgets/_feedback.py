@@ -63,6 +63,10 @@ def guarded(label_of: Callable[[Any], Any]) -> Callable[[Callable[..., Any]], Ca
 
 def wrap_text(*labels: Any) -> None:
     """Let long messages wrap inside the dock instead of widening it until the slide is a strip."""
+    from qtpy.QtWidgets import QSizePolicy
+
     for label in labels:
         label.native.setWordWrap(True)
         label.native.setMinimumWidth(1)
+        # take the row's whole width (a word-wrapped label otherwise settles for its narrowest)
+        label.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)

@@ -131,6 +131,9 @@ class InferenceWidget(Container):
         for name, tip in _TIPS.items():
             getattr(self, name).tooltip = tip
         wrap_text(self.summary, self.legend)
+        from qtpy.QtWidgets import QHeaderView
+
+        self.areas.native.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
 
     # -- running ------------------------------------------------------------------------
     @guarded(lambda self: self.summary)
