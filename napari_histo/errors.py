@@ -12,6 +12,7 @@ __all__ = [
     "CorruptTileError",
     "DeviceUnavailableError",
     "DownloadError",
+    "FileAccessError",
     "HistoError",
     "InvalidImageError",
     "InvalidParameterError",
@@ -89,3 +90,7 @@ class MemoryBudgetError(HistoError, MemoryError):
 
 class UnsupportedModelError(HistoError, ValueError):
     """A model folder or weight file napari-histo does not load (pickle, TorchScript, WSInfer ...)."""
+
+
+class FileAccessError(HistoError, PermissionError):
+    """A file exists but this user may not read it (permissions); the message says how to fix that."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from skimage.transform import resize
 
+from napari_histo.core.memory import check_allocation
 from napari_histo.errors import MissingMppError
 
 __all__ = [
@@ -154,6 +155,14 @@ def plan_tile_grid(
     rows, cols = (int(n) for n in slide_shape_rc[:2])
     n_r = _count(rows, size, stride)
     n_c = _count(cols, size, stride)
+    check_allocation(  # meshgrid, stack and origins: about four float64 values per tile
+        (n_r * n_c, 4),
+        np.float64,
+        f"a grid of {n_r:,} x {n_c:,} tiles ({tile_px} px at {target_mpp:g} µm/px on a "
+        f"{cols:,} x {rows:,} px slide at {slide_mpp:g} µm/px, {size:.3g} level-0 px per tile)",
+        "check the slide's µm/px (--slide-mpp) and the tiles' µm/px (--mpp): a tile should span at least "
+        "a few level-0 pixels",
+    )
     rr, cc = np.meshgrid(np.arange(n_r) * stride, np.arange(n_c) * stride, indexing="ij")
     origins = np.stack([rr.ravel(), cc.ravel()], axis=1).round().astype(np.int64)
     level = _best_level(list(level_downsamples), scale)

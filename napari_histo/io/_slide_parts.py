@@ -10,7 +10,7 @@ builds slides, so the dependency runs one way: ``slide`` -> openers -> here.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from napari_histo.io._metadata import Calibration
@@ -51,7 +51,10 @@ class SlideParts:
     ``zarr_factory(i)`` makes a zarr array over stored level ``i`` (``None``:
     no zarr view, levels are served as dask arrays); ``associated`` maps names
     to loaders of label/macro/thumbnail images; ``close`` releases the file
-    (idempotent), or is ``None`` when nothing stays open.
+    (idempotent), or is ``None`` when nothing stays open.  ``pixel_layout``
+    names how the file stores its pixels (``RGB 8-bit``, ``RGBA 8-bit`` ...; the
+    readers give 8-bit RGB); ``notes`` are warnings ``open_slide`` shows once the
+    slide is built (pixels converted, damage read around).
     """
 
     format: str
@@ -63,6 +66,8 @@ class SlideParts:
     zarr_factory: Callable[[int], Any] | None = None
     associated: Mapping[str, Any] = field(default_factory=dict)
     close: Callable[[], Any] | None = None
+    pixel_layout: str = "RGB 8-bit"
+    notes: tuple[tuple[type[Warning], str], ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.level_info) != len(self.readers) or not self.readers:
@@ -70,3 +75,7 @@ class SlideParts:
                 f"a slide needs one reader per level, got {len(self.readers)} readers "
                 f"for {len(self.level_info)} levels"
             )
+
+    def with_notes(self, notes: list[tuple[type[Warning], str]]) -> SlideParts:
+        """These parts with ``notes`` shown before their own."""
+        return replace(self, notes=(*notes, *self.notes)) if notes else self

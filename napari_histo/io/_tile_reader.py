@@ -19,11 +19,50 @@ from typing import Any, Literal
 
 import numpy as np
 
+from napari_histo.core._image import PixelLayout, to_rgb8
+from napari_histo.core.memory import BUDGET_ENV, check_allocation
 from napari_histo.errors import CorruptTileError, UnsupportedCompressionError
 
-__all__ = ["ArrayLevel", "DownsampledLevel", "LevelReader", "TiffLevelReader", "TileCache"]
+__all__ = [
+    "ArrayLevel",
+    "DownsampledLevel",
+    "LevelReader",
+    "SlideDamageWarning",
+    "SlideWarning",
+    "TiffLevelReader",
+    "TileCache",
+    "guard_allocation",
+]
 
 OnError = Literal["raise", "fill"]
+
+# arrays smaller than this are made without asking for the memory budget (asking costs a system call)
+_GUARD_ABOVE_BYTES = 64 * 2**20
+
+
+class SlideWarning(UserWarning):
+    """A slide is read with a fix-up the user should know about (pixels converted, damage filled ...)."""
+
+
+class SlideDamageWarning(SlideWarning, RuntimeWarning):
+    """Part of a slide is damaged or missing and is read as background."""
+
+
+def guard_allocation(shape: tuple[int, ...], dtype: Any, what: str, fix: str) -> None:
+    """:func:`~napari_histo.core.memory.check_allocation` for arrays above 64 MiB (small ones pass).
+
+    With ``$NAPARI_HISTO_MEMORY_BUDGET`` set every array is checked (budgets below 64 MiB work too).
+    """
+    nbytes = int(np.prod([max(0, int(n)) for n in shape], dtype=np.float64)) * np.dtype(dtype).itemsize
+    if nbytes > _GUARD_ABOVE_BYTES or (nbytes and os.environ.get(BUDGET_ENV)):
+        check_allocation(shape, dtype, what, fix)
+
+
+def one_line(exc: BaseException, limit: int = 160) -> str:
+    """An exception's message on one line, at most ``limit`` characters (codec errors can be long)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
 
 _POOL_LOCK = threading.Lock()
 _POOL: ThreadPoolExecutor | None = None
@@ -116,6 +155,22 @@ class LevelReader:
         out = self.read_window(0, 0, self.shape[0], self.shape[1])
         return out if dtype is None else out.astype(dtype)
 
+    @property
+    def filled_tiles(self) -> int:
+        """Tiles read as background because they are damaged or missing (see :class:`TiffLevelReader`)."""
+        return 0
+
+    def _window(self, r0: int, c0: int, r1: int, c1: int, name: str) -> np.ndarray:
+        """An empty output array for a window, refused before allocating when it would not fit in memory."""
+        shape = (max(0, r1 - r0), max(0, c1 - c0), *self.shape[2:])
+        guard_allocation(
+            shape,
+            self.dtype,
+            f"{name}: a window of {shape[1]:,} x {shape[0]:,} px",
+            "read a smaller region or a coarser level (a coarser --mpp, or larger tiles at lower resolution)",
+        )
+        return np.empty(shape, self.dtype)
+
 
 def _as_range(index: Any, size: int) -> tuple[int, int, int]:
     if isinstance(index, (int, np.integer)):
@@ -154,6 +209,9 @@ class TiffLevelReader(LevelReader):
         :class:`CorruptTileError`, or warn once and paint it with ``fill``.
     fill : int
         Value for missing (zero-byte) or failed tiles; 255 is slide background.
+    layout : PixelLayout, optional
+        The page's stored layout when it is not 8-bit RGB: each decoded tile is
+        converted with :func:`~napari_histo.core._image.to_rgb8` (and the level reads as RGB).
     """
 
     def __init__(
@@ -165,6 +223,7 @@ class TiffLevelReader(LevelReader):
         path: str,
         on_error: OnError = "raise",
         fill: int = 255,
+        layout: PixelLayout | None = None,
     ):
         self._page = page
         self._source = source
@@ -173,15 +232,45 @@ class TiffLevelReader(LevelReader):
         self._path = path
         self.on_error: OnError = on_error
         self.fill = fill
+        self._layout = None if layout is None or layout.is_rgb8 else layout
         self.shape = tuple(int(n) for n in page.shape)
         self.dtype = np.dtype(page.dtype)
+        self._stored_dtype = self.dtype
+        if self._layout is not None:
+            self.shape = (*self.shape[:2], 3)
+            self.dtype = np.dtype(np.uint8)
         chunks = page.chunks
         self.chunk_shape = (int(chunks[0]), int(chunks[1]))
         self._grid = (int(page.chunked[0]), int(page.chunked[1]))
         self._offsets = np.asarray(page.dataoffsets, dtype=np.int64)
         self._counts = np.asarray(page.databytecounts, dtype=np.int64)
         self._decode = _page_decoder(page, path)
-        self._warned: set[int] = set()
+        self._warned = False
+        self._lock = threading.Lock()
+        self._filled: set[int] = set()
+        self._missing = np.zeros(len(self._counts), bool)
+
+    @property
+    def filled_tiles(self) -> int:
+        """How many tiles were read as background because they are damaged or past the end of the file."""
+        return len(self._filled)
+
+    @property
+    def tile_count(self) -> int:
+        return len(self._counts)
+
+    def tiles_past(self, size: int) -> np.ndarray:
+        """Indices of the stored tiles whose bytes end after ``size`` (a truncated file)."""
+        return np.flatnonzero((self._counts > 0) & (self._offsets + self._counts > size))
+
+    def mark_missing(self, indices: np.ndarray) -> None:
+        """Read tiles ``indices`` as background without trying to decode them (e.g. cut off by truncation)."""
+        self._missing[np.asarray(indices, dtype=np.int64)] = True
+
+    def chunk_bytes(self) -> int:
+        """Bytes of one decoded tile (or strip) as stored."""
+        samples = int(np.prod(self._page.shape[2:])) if len(self._page.shape) > 2 else 1
+        return self.chunk_shape[0] * self.chunk_shape[1] * samples * self._stored_dtype.itemsize
 
     @property
     def compression(self) -> str:
@@ -197,7 +286,7 @@ class TiffLevelReader(LevelReader):
         rows, cols = self.shape[0], self.shape[1]
         r0, c0 = max(0, r0), max(0, c0)
         r1, c1 = min(rows, r1), min(cols, c1)
-        out = np.empty((max(0, r1 - r0), max(0, c1 - c0), *self.shape[2:]), self.dtype)
+        out = self._window(r0, c0, r1, c1, f"{self._path} level {self._key[-1]}")
         if out.size == 0:
             return out
         th, tw = self.chunk_shape
@@ -231,12 +320,26 @@ class TiffLevelReader(LevelReader):
         count = int(self._counts[index])
         if count == 0:  # sparse slides leave background tiles out
             return self._fill_tile(ty, tx)
+        if self._missing[index]:  # cut off by truncation: counted, warned about once at open
+            self._filled.add(index)
+            return self._fill_tile(ty, tx)
+        guard_allocation(
+            (self.chunk_bytes(),),
+            np.uint8,
+            f"{self._path}: one stored {'tile' if self._page.is_tiled else 'strip'} of level {self._key[-1]} "
+            f"({self.chunk_shape[1]:,} x {self.chunk_shape[0]:,} px)",
+            "the file stores its image in pieces too large to read one at a time; convert it to a tiled "
+            "pyramid, e.g. vips tiffsave IN.tif OUT.tif --tile --pyramid --compression jpeg",
+        )
         data = _pread(self._source.fd, count, int(self._offsets[index]))
         try:
             if len(data) != count:
-                raise ValueError(f"read {len(data)} of {count} bytes (file truncated)")
+                raise ValueError(f"read {len(data)} of {count} bytes: the file ends early")
             pixels, _, shape = self._decode(data, index)
-            tile = np.asarray(pixels).reshape(shape[1], shape[2], *self.shape[2:])
+            if self._layout is not None:
+                tile = to_rgb8(np.asarray(pixels).reshape(shape[1], shape[2], -1), self._layout)
+            else:
+                tile = np.asarray(pixels).reshape(shape[1], shape[2], *self.shape[2:])
         except Exception as exc:  # every codec failure means a corrupt tile
             if isinstance(exc, UnsupportedCompressionError):
                 raise
@@ -249,19 +352,27 @@ class TiffLevelReader(LevelReader):
 
     def _on_bad_tile(self, index: int, ty: int, tx: int, exc: Exception) -> np.ndarray:
         th, tw = self.chunk_shape
+        rows, cols = min(self.shape[0], (ty + 1) * th), min(self.shape[1], (tx + 1) * tw)
         where = (
             f"{self._path}: tile {index} of level {self._key[-1]} "
-            f"(rows {ty * th}-{(ty + 1) * th}, cols {tx * tw}-{(tx + 1) * tw}) "
-            f"at byte {int(self._offsets[index])} fails to decode ({exc})"
+            f"(rows {ty * th}-{rows}, cols {tx * tw}-{cols}, at byte {int(self._offsets[index]):,}) "
+            f"fails to decode ({one_line(exc)})"
         )
         if self.on_error == "raise":
             raise CorruptTileError(
-                f"{where}. The file is damaged: copy it again from the scanner or "
-                "archive, or read around the damage with open_slide(..., on_error='fill')."
+                f"{where}. The file is damaged: copy it again from the scanner or archive."
             ) from exc
-        if index not in self._warned:
-            self._warned.add(index)
-            warnings.warn(f"{where}; showing it as background.", RuntimeWarning, stacklevel=3)
+        with self._lock:  # the first damaged tile of a level warns; the rest are counted
+            first = not self._warned
+            self._warned = True
+            self._filled.add(index)
+        if first:
+            warnings.warn(
+                f"{where}; it is read as background (white). Further damaged tiles of this level are "
+                "read as background without a warning each.",
+                SlideDamageWarning,
+                stacklevel=2,
+            )
         return self._fill_tile(ty, tx)
 
 
@@ -319,7 +430,10 @@ def _compression_name(code: Any) -> str:
 
 
 class ArrayLevel(LevelReader):
-    """A level held as an in-memory array, decoded on first access by ``load``."""
+    """A level held as an in-memory array, decoded on first access by ``load``.
+
+    ``load`` checks the memory budget before it decodes (it knows the stored layout).
+    """
 
     def __init__(self, load: Callable[[], np.ndarray], shape: tuple[int, ...], dtype: Any):
         self._load = load
@@ -349,10 +463,14 @@ class DownsampledLevel(LevelReader):
         self.dtype = parent.dtype
         self.chunk_shape = (min(512, self.shape[0]), min(512, self.shape[1]))
 
+    @property
+    def filled_tiles(self) -> int:
+        return self.parent.filled_tiles
+
     def read_window(self, r0: int, c0: int, r1: int, c1: int) -> np.ndarray:
         r0, c0 = max(0, r0), max(0, c0)
         r1, c1 = min(self.shape[0], r1), min(self.shape[1], c1)
-        out = np.empty((max(0, r1 - r0), max(0, c1 - c0), *self.shape[2:]), self.dtype)
+        out = self._window(r0, c0, r1, c1, f"a {self.factor}x reduced level")
         if out.size == 0:
             return out
         # read the parent in bands of rows so that memory stays bounded for any window

@@ -10,9 +10,12 @@ tile tables are checked against the file size, and each level becomes
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import stat
 import uuid
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from napari_histo.core._image import PixelLayout, to_rgb8
+from napari_histo.core.memory import check_allocation, format_bytes
 from napari_histo.errors import (
     CorruptSlideError,
+    FileAccessError,
     InvalidParameterError,
     SlideNotFoundError,
     UnsupportedFormatError,
@@ -34,10 +40,14 @@ from napari_histo.io._tile_reader import (
     DownsampledLevel,
     LevelReader,
     OnError,
+    SlideDamageWarning,
+    SlideWarning,
     TileCache,
+    guard_allocation,
+    one_line,
 )
 
-__all__ = ["SLIDE_EXTENSIONS", "LevelInfo", "Slide", "open_slide"]
+__all__ = ["SLIDE_EXTENSIONS", "LevelInfo", "Slide", "SlideDamageWarning", "SlideWarning", "open_slide"]
 
 #: File name endings the reader accepts (lower case).
 SLIDE_EXTENSIONS = (
@@ -88,6 +98,10 @@ class Slide:
     level_info : tuple of LevelInfo
     properties : dict
         Vendor metadata as strings.
+    pixel_layout : str
+        How the file stores its pixels (``RGB 8-bit``, ``RGBA 8-bit``, ``grayscale 16-bit`` ...).
+        Levels always read as 8-bit RGB: :func:`open_slide` converts the other
+        layouts it can (with a :class:`SlideWarning`) and refuses the rest.
     """
 
     path: Path
@@ -103,6 +117,7 @@ class Slide:
     _associated: Mapping[str, Any] = field(default_factory=dict, repr=False, kw_only=True)
     _closers: tuple[Callable[[], Any], ...] = field(default=(), repr=False, kw_only=True)
     _cache: TileCache | None = field(default=None, repr=False, kw_only=True)
+    pixel_layout: str = field(default="RGB 8-bit", kw_only=True)
     _token: str = field(default_factory=lambda: uuid.uuid4().hex, repr=False, init=False)
     _lazy: _LazyLevels = field(default_factory=_LazyLevels, repr=False, init=False)
 
@@ -190,6 +205,13 @@ class Slide:
         r0 = int(math.floor(origin_rc[0] / ds))
         c0 = int(math.floor(origin_rc[1] / ds))
         reader = self._readers[level]
+        guard_allocation(
+            (rows, cols, *reader.shape[2:]),
+            reader.dtype,
+            f"{self.path.name}: a region of {cols:,} x {rows:,} px of level {level}",
+            "read a smaller region, or a coarser level (tiles: a coarser --mpp or a smaller --tile-px; "
+            "models: one with smaller patches)",
+        )
         out = np.full((rows, cols, *reader.shape[2:]), fill, dtype=reader.dtype)
         rr0, cc0 = max(r0, 0), max(c0, 0)
         rr1, cc1 = min(r0 + rows, reader.shape[0]), min(c0 + cols, reader.shape[1])
@@ -243,6 +265,13 @@ class Slide:
         image = reader.read_window(0, 0, reader.shape[0], reader.shape[1])
         return _shrink_to(image, max_px)
 
+    @property
+    def filled_tiles(self) -> int:
+        """Stored tiles read as background so far, damaged or missing (with ``on_error="fill"``)."""
+        return sum(
+            reader.filled_tiles for reader in self._readers if reader.__class__ is not DownsampledLevel
+        )
+
     # -- associated images ----------------------------------------------------------
     @property
     def associated_names(self) -> list[str]:
@@ -266,6 +295,7 @@ class Slide:
             "format": self.format,
             "vendor": self.vendor,
             "dimensions_rc": list(self.dimensions),
+            "pixel_layout": self.pixel_layout,
             "mpp": self.mpp,
             "mpp_source": self.mpp_source,
             "magnification": self.magnification,
@@ -313,28 +343,101 @@ def open_slide(
         OpenSlide's default, serves neighbouring reads; inference raises it to two
         tile rows of the level it reads (:meth:`Slide.reserve_tile_rows`).
 
+    Warns
+    -----
+    SlideWarning
+        The pixels are converted to 8-bit RGB (RGBA, 16-bit, grayscale ...).
+    SlideDamageWarning
+        With ``on_error="fill"``: the file is truncated or its structure damaged,
+        and what is missing reads as background.
+
     Raises
     ------
-    SlideNotFoundError, UnsupportedFormatError, UnsupportedCompressionError, CorruptSlideError
+    SlideNotFoundError, FileAccessError, UnsupportedFormatError, UnsupportedCompressionError,
+    CorruptSlideError, MemoryBudgetError (when pixels are read)
     """
     path = Path(path)
-    if not path.exists():
-        raise SlideNotFoundError(f"{path}: no such file. Check the path (absolute: {path.absolute()}).")
-    if not path.is_file():
-        raise SlideNotFoundError(f"{path}: is a directory, not a slide file. Pass the slide file itself.")
     if mpp is not None and not (math.isfinite(mpp) and mpp > 0):
         raise InvalidParameterError(
             f"mpp must be a positive number of micrometres per pixel (e.g. 0.25 for a 40x scan), got {mpp!r}"
         )
+    check_slide_file(path)
     kind = sniff_format(path)
     cache = TileCache(cache_bytes)
     parts = open_tiff(path, cache, on_error) if kind == "tiff" else _open_plain_image(path, kind)
     try:
-        return _build_slide(path, parts, cache, mpp)
+        slide = _build_slide(path, parts, cache, mpp)
     except BaseException:
         if parts.close is not None:
             parts.close()
         raise
+    for category, message in parts.notes:
+        warnings.warn(message, category, stacklevel=2)
+    return slide
+
+
+def check_slide_file(path: Path) -> None:
+    """Raise the project's error when ``path`` is not a readable regular file (before opening it).
+
+    A FIFO would block ``open`` forever and a directory or a dangling or looping
+    link would give an OS error that names the wrong problem.
+    """
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise SlideNotFoundError(
+                f"{path}: is a symbolic link to {os.readlink(path)}, which does not exist. Point the link "
+                "at the slide file, or pass the slide file itself."
+            ) from None
+        raise SlideNotFoundError(
+            f"{path}: no such file. Check the path (absolute: {path.absolute()})."
+        ) from None
+    except OSError as exc:
+        raise _os_error(path, exc) from exc
+    if stat.S_ISDIR(info.st_mode):
+        raise SlideNotFoundError(
+            f"{path}: is a directory, not a slide file. Pass the slide file itself (MRXS or DICOM folders: "
+            "convert them to OME-TIFF with bfconvert first)."
+        )
+    if not stat.S_ISREG(info.st_mode):
+        what = (
+            "a named pipe (FIFO)"
+            if stat.S_ISFIFO(info.st_mode)
+            else "a socket"
+            if stat.S_ISSOCK(info.st_mode)
+            else "a device"
+        )
+        raise SlideNotFoundError(
+            f"{path}: is {what}, not a regular file; slides are read from files. Save or copy the slide "
+            "to a file first."
+        )
+    if not os.access(path, os.R_OK):
+        raise _os_error(path, PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path)))
+
+
+def _os_error(path: Path, exc: OSError) -> Exception:
+    """The project's error for an OS error met opening ``path``."""
+    if exc.errno == errno.ELOOP:
+        return SlideNotFoundError(
+            f"{path}: is a symbolic link that loops (it points back to itself through other links); "
+            "point it at the slide file, or pass the slide file itself."
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return FileAccessError(
+            f"{path}: permission denied: this user may not read the file (or a folder on its path). "
+            f"Ask its owner, or make it readable: chmod a+r '{path}'."
+        )
+    if exc.errno == errno.ENOTDIR:
+        return SlideNotFoundError(f"{path}: a part of the path before the file name is a file, not a folder.")
+    if exc.errno == errno.ENAMETOOLONG:
+        return SlideNotFoundError(f"{str(path)[:80]}...: the path is too long for this system.")
+    if exc.errno == errno.EISDIR:
+        return SlideNotFoundError(f"{path}: is a directory, not a slide file. Pass the slide file itself.")
+    return CorruptSlideError(
+        f"{path}: cannot be read ({exc.strerror or one_line(exc)}). Check the disk or network share, "
+        "or copy the slide again."
+    )
 
 
 def _build_slide(path: Path, parts: SlideParts, cache: TileCache, mpp: float | None) -> Slide:
@@ -357,6 +460,7 @@ def _build_slide(path: Path, parts: SlideParts, cache: TileCache, mpp: float | N
         _associated=dict(parts.associated),
         _closers=() if parts.close is None else (parts.close,),
         _cache=cache,
+        pixel_layout=parts.pixel_layout,
     )
 
 
@@ -372,8 +476,11 @@ _MAGIC = {
 
 def sniff_format(path: Path) -> str:
     """``tiff``, ``png`` or ``jpeg`` from the file's first bytes; raises otherwise."""
-    with open(path, "rb") as fh:
-        head = fh.read(16)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError as exc:
+        raise _os_error(path, exc) from exc
     if not head:
         raise CorruptSlideError(f"{path}: the file is empty (0 bytes). Copy the slide again.")
     for magic, kind in _MAGIC.items():
@@ -386,34 +493,86 @@ def sniff_format(path: Path) -> str:
     )
 
 
+# Decoded bytes per file byte a PNG (deflate: at most ~1,032:1) or a baseline JPEG (~1 bit per
+# 8x8 block) can reach; a header claiming more pixels than that is damaged.
+_MAX_PLAIN_RATIO = {"png": 1_100, "jpeg": 6_000}
+
+
 def _open_plain_image(path: Path, kind: str) -> SlideParts:
     import imagecodecs
 
     data = path.read_bytes()
     try:
         if kind == "png":
-            shape, dtype = _png_header(data)
+            shape, dtype, layout = _png_header(data)
             decode = imagecodecs.png_decode
         else:
-            shape, dtype = _jpeg_shape(data)
+            shape, dtype, layout = _jpeg_shape(data)
             decode = imagecodecs.jpeg8_decode
     except ValueError as exc:
-        raise CorruptSlideError(f"{path}: the {kind.upper()} header is damaged ({exc}).") from exc
+        raise CorruptSlideError(
+            f"{path}: the {kind.upper()} header is damaged ({exc}). Copy the image again."
+        ) from exc
+    rows, cols = shape[:2]
+    if rows == 0 or cols == 0:
+        raise CorruptSlideError(
+            f"{path}: the {kind.upper()} header says the image is {cols} x {rows} px: it has no pixels. "
+            "Copy the image again."
+        )
+    claimed = math.prod(shape) * np.dtype(dtype).itemsize
+    if claimed > _MAX_PLAIN_RATIO[kind] * len(data):
+        raise CorruptSlideError(
+            f"{path}: the {kind.upper()} header claims {cols:,} x {rows:,} px ({format_bytes(claimed)} of "
+            f"pixels) but the file has only {len(data):,} bytes, far too few: the header is damaged. "
+            "Copy the image again."
+        )
+    problem = layout.problem()
+    if problem is not None:
+        raise UnsupportedFormatError(f"{path} stores {layout.name} pixels: {problem[0]}. {problem[1]}.")
 
     def load() -> np.ndarray:
+        check_allocation(  # the decoded pixels and their 8-bit RGB copy
+            (rows, cols, math.prod(shape[2:]) * np.dtype(dtype).itemsize + (0 if layout.is_rgb8 else 3)),
+            np.uint8,
+            f"{path.name}: decoding the whole image ({cols:,} x {rows:,} px; PNG and JPEG files are not "
+            "tiled, so they are decoded at once)",
+            "convert it to a tiled pyramid, e.g. vips tiffsave IN OUT.tif --tile --pyramid "
+            "--compression jpeg",
+        )
         try:
-            return decode(path.read_bytes())
+            pixels = np.asarray(decode(path.read_bytes()))
         except Exception as exc:
             raise CorruptSlideError(
-                f"{path}: the {kind.upper()} data fails to decode ({exc}); the file is damaged."
+                f"{path}: the {kind.upper()} data fails to decode ({one_line(exc)}); the file is damaged. "
+                "Copy the image again."
             ) from exc
+        if pixels.shape[:2] != (rows, cols):
+            raise CorruptSlideError(
+                f"{path}: the {kind.upper()} header says {cols:,} x {rows:,} px but the data decodes to "
+                f"{pixels.shape[1]:,} x {pixels.shape[0]:,} px; the file is damaged. Copy the image again."
+            )
+        samples = pixels.shape[2] if pixels.ndim == 3 else 1
+        if samples != layout.samples:  # e.g. a palette with transparency decodes to RGBA
+            extra = "alpha" if samples in (2, 4) else ""
+            photometric = layout.photometric if samples >= 3 else "minisblack"
+            return to_rgb8(pixels, PixelLayout(samples, pixels.dtype.name, photometric, extra, layout.bits))
+        return to_rgb8(pixels, layout)
 
-    reader = ArrayLevel(load, shape, dtype)
-    info = LevelInfo(tuple(shape), 1.0, None, kind.upper())
-    return SlideParts(kind, None, Calibration(), (info,), {}, (reader,))
+    reader = ArrayLevel(load, (rows, cols, 3), np.uint8)
+    info = LevelInfo(reader.shape, 1.0, None, kind.upper())
+    notes: tuple[tuple[type[Warning], str], ...] = ()
+    if not layout.is_rgb8:
+        notes = ((SlideWarning, _conversion_note(path, layout)),)
+    return SlideParts(
+        kind, None, Calibration(), (info,), {}, (reader,), pixel_layout=layout.name, notes=notes
+    )
 
 
-def _png_header(data: bytes) -> tuple[tuple[int, ...], Any]:
+def _conversion_note(path: Path, layout: PixelLayout) -> str:
+    return f"{path} stores {layout.name} pixels; they are read as 8-bit RGB: {layout.conversion()}."
+
+
+def _png_header(data: bytes) -> tuple[tuple[int, ...], Any, PixelLayout]:
     if len(data) < 26 or data[12:16] != b"IHDR":
         raise ValueError("no IHDR chunk")
     width = int.from_bytes(data[16:20], "big")
@@ -422,11 +581,20 @@ def _png_header(data: bytes) -> tuple[tuple[int, ...], Any]:
     samples = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(color_type)
     if samples is None:
         raise ValueError(f"unknown PNG colour type {color_type}")
+    if bit_depth not in (1, 2, 4, 8, 16):
+        raise ValueError(f"unknown PNG bit depth {bit_depth}")
+    if color_type == 3:  # palette: the decoder expands it to 8-bit RGB
+        bit_depth = 8
     shape = (height, width) if samples == 1 else (height, width, samples)
-    return shape, np.uint16 if bit_depth == 16 else np.uint8
+    dtype = np.uint16 if bit_depth == 16 else np.uint8
+    extra = "alpha" if color_type in (4, 6) else ""
+    # bit depths below 8 decode to 0..2**bits-1 in uint8
+    bits = bit_depth if bit_depth < 8 else 0
+    layout = PixelLayout(samples, np.dtype(dtype).name, "minisblack" if samples < 3 else "rgb", extra, bits)
+    return shape, dtype, layout
 
 
-def _jpeg_shape(data: bytes) -> tuple[tuple[int, ...], Any]:
+def _jpeg_shape(data: bytes) -> tuple[tuple[int, ...], Any, PixelLayout]:
     i = 2
     while i + 9 < len(data):
         if data[i] != 0xFF:
@@ -437,7 +605,9 @@ def _jpeg_shape(data: bytes) -> tuple[tuple[int, ...], Any]:
             height = int.from_bytes(data[i + 5 : i + 7], "big")
             width = int.from_bytes(data[i + 7 : i + 9], "big")
             samples = data[i + 9]
-            return ((height, width) if samples == 1 else (height, width, samples)), np.uint8
+            photometric = {1: "minisblack", 3: "rgb", 4: "separated"}.get(samples, "")
+            layout = PixelLayout(samples, "uint8", photometric)
+            return ((height, width) if samples == 1 else (height, width, samples)), np.uint8, layout
         i += 2 + length
     raise ValueError("no frame header (SOF) found")
 
@@ -450,7 +620,7 @@ def _with_lazy_levels(
         return level_info, readers
     infos, levels = list(level_info), list(readers)
     reader = readers[0]
-    while max(reader.shape[:2]) > _LAZY_PYRAMID_DOWN_TO_PX:
+    while max(reader.shape[:2]) > _LAZY_PYRAMID_DOWN_TO_PX and min(reader.shape[:2]) >= 2:
         reader = DownsampledLevel(reader, 2)
         ds = level_info[0].shape[0] / reader.shape[0]
         levels.append(reader)

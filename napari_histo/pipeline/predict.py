@@ -11,23 +11,92 @@ verb, so callers in napari run it in a worker thread.
 from __future__ import annotations
 
 import os
+import threading
+import warnings
+import weakref
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from napari_histo.core.brightfield import BrightfieldCheck, check_brightfield
 from napari_histo.core.tiling import TileGrid, select_tiles
 from napari_histo.core.viewport import tiles_in_polygons, tiles_in_view
 from napari_histo.errors import NoTissueError
+from napari_histo.io.slide import Slide, SlideDamageWarning, SlideWarning
 from napari_histo.models.engine import InferenceConfig, InferenceProgress, TilePredictions, predict_tiles
 from napari_histo.pipeline.model import ModelHandle
 from napari_histo.pipeline.session import SlideSession
 from napari_histo.pipeline.tissue import model_tissue_grid
 
-__all__ = ["Region", "plan_live", "predict_grid", "predict_in_order", "predict_slide"]
+__all__ = [
+    "NotBrightfieldWarning",
+    "Region",
+    "plan_live",
+    "predict_grid",
+    "predict_in_order",
+    "predict_slide",
+    "warn_if_not_brightfield",
+]
 
 Prediction = Generator[InferenceProgress, None, TilePredictions]
+
+
+class NotBrightfieldWarning(SlideWarning):
+    """A slide does not look like a brightfield (H&E) scan: fluorescence, grayscale, blank ..."""
+
+
+_CHECKED: weakref.WeakKeyDictionary[Slide, BrightfieldCheck] = weakref.WeakKeyDictionary()
+_CHECKED_LOCK = threading.Lock()
+
+
+def warn_if_not_brightfield(session: SlideSession) -> BrightfieldCheck:
+    """Warn once per open slide when its thumbnail does not look like brightfield H&E; returns the check.
+
+    A warning, never an error: a model may still be meant for such a slide.
+    """
+    slide = session.slide
+    with _CHECKED_LOCK:
+        known = _CHECKED.get(slide)
+    if known is not None:
+        return known
+    result = check_brightfield(slide.thumbnail(512))
+    with _CHECKED_LOCK:
+        first = slide not in _CHECKED
+        _CHECKED[slide] = result
+    if first and not result.ok:
+        warnings.warn(
+            f"{session.name}: {result.reason}. Check that this is the slide you meant: models made for "
+            "brightfield H&E slides give meaningless results on it.",
+            NotBrightfieldWarning,
+            stacklevel=2,
+        )
+    return result
+
+
+_FILLED: weakref.WeakKeyDictionary[Slide, int] = weakref.WeakKeyDictionary()
+
+
+def warn_about_filled_tiles(session: SlideSession) -> None:
+    """One warning naming how many damaged tiles were read as background (``on_error="fill"``).
+
+    Warns again for the same slide only when more tiles were filled since.
+    """
+    filled = session.slide.filled_tiles
+    with _CHECKED_LOCK:
+        new = filled > _FILLED.get(session.slide, 0)
+        _FILLED[session.slide] = filled
+    if new:
+        tiles = (
+            "1 damaged or missing tile was" if filled == 1 else f"{filled:,} damaged or missing tiles were"
+        )
+        warnings.warn(
+            f"{session.name}: {tiles} read as background (white); predictions there are not meaningful. "
+            "Copy the slide again for complete results.",
+            SlideDamageWarning,
+            stacklevel=2,
+        )
 
 
 @dataclass(frozen=True)
@@ -72,6 +141,7 @@ def predict_slide(
     NoTissueError
         When no tile with enough tissue lies in the slide or the region.
     """
+    warn_if_not_brightfield(session)
     grid, _ = model_tissue_grid(session, model, min_tissue)
     if region is not None:
         grid = region.select(grid)
@@ -94,17 +164,18 @@ def predict_grid(
 ) -> Prediction:
     """Classify the tiles of an already planned ``grid`` (e.g. the tiles of an earlier prediction)."""
     config = config or InferenceConfig(device=model.device)
-    return (
-        yield from predict_tiles(
-            session.slide,
-            model.spec,
-            grid,
-            model.network(),
-            config=config,
-            store_path=store_path,
-            stain=stain,
-        )
+    warn_if_not_brightfield(session)
+    result = yield from predict_tiles(
+        session.slide,
+        model.spec,
+        grid,
+        model.network(),
+        config=config,
+        store_path=store_path,
+        stain=stain,
     )
+    warn_about_filled_tiles(session)
+    return result
 
 
 def predict_in_order(

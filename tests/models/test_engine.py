@@ -123,6 +123,7 @@ def test_slide_without_mpp_needs_it_and_says_so(model_dir, tmp_path):
 def test_wrong_grid_and_no_tissue_are_refused(model_dir, tmp_path):
     import imagecodecs
 
+    from napari_histo.pipeline.predict import NotBrightfieldWarning
     from napari_histo.pipeline.slide_job import SlideJob, run_slide_job
 
     path = shared_file("wsi", "CMU-1-Small-Region.svs")
@@ -133,7 +134,10 @@ def test_wrong_grid_and_no_tissue_are_refused(model_dir, tmp_path):
     blank = tmp_path / "blank.png"
     blank.write_bytes(imagecodecs.png_encode(np.full((2000, 2000, 3), 245, np.uint8)))
     job = SlideJob(blank, tmp_path / "out", CPU, slide_mpp=0.5)
-    with pytest.raises(NoTissueError, match=r"has at least 50% tissue.*--min-tissue"):
+    with (
+        pytest.raises(NoTissueError, match=r"has at least 50% tissue.*--min-tissue"),
+        pytest.warns(NotBrightfieldWarning, match="one flat colour"),  # said first, once
+    ):
         run_to_end(run_slide_job(job, resolve_model(model_dir, "cpu")))
     assert not (tmp_path / "out" / "blank.summary.json").exists()
 
