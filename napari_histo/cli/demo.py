@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from napari_histo.cli._options import DEVICE, ExistingFile
 from napari_histo.pipeline.model import DEFAULT_MODEL
 
 __all__ = ["demo"]
@@ -22,7 +23,7 @@ __all__ = ["demo"]
 @click.command()
 @click.option(
     "--out",
-    type=click.Path(path_type=Path),
+    type=click.Path(file_okay=False, path_type=Path),
     default=Path("histo-demo"),
     show_default=True,
     help="Folder for the demo's outputs.",
@@ -35,7 +36,7 @@ __all__ = ["demo"]
 )
 @click.option(
     "--slide",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=ExistingFile(),
     default=None,
     help="Run on this slide instead of a sample.",
 )
@@ -47,7 +48,9 @@ __all__ = ["demo"]
     help="cmu-1: real H&E (OpenSlide's CMU-1-Small-Region, CC0, 1.9 MB, fetched once); "
     "synthetic: an H&E-like slide made offline.",
 )
-@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda")
+@click.option(
+    "--device", type=DEVICE, default="auto", show_default=True, help="auto | cpu | cuda | cuda:N | mps"
+)
 @click.option(
     "--headless/--napari",
     default=None,
@@ -68,7 +71,10 @@ def demo(out: Path, model: str, slide: Path | None, sample: str, device: str, he
     With a display it then opens the slide, the predictions and the docks in napari.
     """
     from napari_histo.pipeline.journey import run_journey
+    from napari_histo.pipeline.model import resolve_model
     from napari_histo.pipeline.slide_job import outputs_for
+
+    resolve_model(model)  # a wrong --model fails now, not after the sample slide is made
 
     if slide is None:
         slide = _sample_slide(sample)

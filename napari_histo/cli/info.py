@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from napari_histo.errors import HistoError
+from napari_histo.cli._options import MPP
+from napari_histo.cli._report import describe_failure, echo_error
 from napari_histo.io import open_slide
 
 __all__ = ["format_info", "info"]
@@ -16,7 +17,7 @@ __all__ = ["format_info", "info"]
 @click.command()
 @click.argument("slides", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per slide, as a list).")
-@click.option("--mpp", type=float, default=None, help="Use this level-0 µm/px instead of the file's.")
+@click.option("--mpp", type=MPP, default=None, help="Use this level-0 µm/px instead of the file's.")
 def info(slides: tuple[Path, ...], as_json: bool, mpp: float | None) -> None:
     """Print format, pyramid levels, µm/px, magnification and associated images.
 
@@ -26,22 +27,25 @@ def info(slides: tuple[Path, ...], as_json: bool, mpp: float | None) -> None:
       histo info CMU-1.svs
       histo info *.ndpi --json > slides.json
     """
-    records, failed = [], 0
+    records, codes = [], []
     for path in slides:
         try:
             with open_slide(path, mpp=mpp) as slide:
                 records.append(slide.info())
-        except HistoError as exc:
-            if len(slides) == 1:
+        except Exception as exc:
+            failure = describe_failure(exc)
+            if len(slides) == 1 or failure is None:
                 raise
-            failed += 1
-            click.secho(f"error: {exc}", fg="red", err=True)
+            codes.append(failure.code)
+            echo_error(failure.message)
     if as_json:
         click.echo(json.dumps(records if len(slides) > 1 else records[0], indent=2))
-    else:
+    elif records:
         click.echo("\n\n".join(format_info(record) for record in records))
-    if failed:
-        raise SystemExit(2)
+    if codes:
+        if records:  # the last line names how many failed, as an error line
+            echo_error(f"{len(codes)} of {len(slides)} files could not be read (see above)")
+        raise SystemExit(max(codes))
 
 
 def format_info(record: dict) -> str:

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import click
+import numpy as np
 
+from napari_histo.cli._options import (
+    BATCH_SIZE,
+    DEVICE,
+    FRACTION,
+    MPP,
+    SHARD,
+    WORKERS,
+    ExistingFile,
+    require_pair,
+)
 from napari_histo.cli._progress import run_with_bar
+from napari_histo.cli._report import naming_folder
 
 __all__ = ["predict"]
 
 
 # fmt: off
 MODEL_HELP = "Model directory (model.json + weights.safetensors) or a built-in model name."
-PathIn = click.Path(exists=True, dir_okay=False, path_type=Path)
+PathIn = ExistingFile()
 
 
 @click.command()
@@ -21,20 +34,27 @@ PathIn = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--model", "model_dir", required=True, help=MODEL_HELP)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (one set of files per slide).")
-@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
-@click.option("--batch-size", default=128, show_default=True, help="Tiles per forward pass (halved on OOM).")
-@click.option("--workers", default=4, show_default=True, help="Tile-decoding threads.")
-@click.option("--min-tissue", default=0.5, show_default=True, help="Least tissue fraction per tile.")
-@click.option("--slide-mpp", type=float, default=None, help="Level-0 µm/px if the file lacks it.")
+@click.option("--device", type=DEVICE, default="auto", show_default=True,
+              help="auto | cpu | cuda | cuda:N | mps")
+@click.option("--batch-size", type=BATCH_SIZE, default=128, show_default=True,
+              help="Tiles per forward pass (halved on CUDA out-of-memory).")
+@click.option("--workers", type=WORKERS, default=4, show_default=True, help="Tile-decoding threads.")
+@click.option("--min-tissue", type=FRACTION, default=0.5, show_default=True,
+              help="Least tissue fraction per tile (0 keeps every tile).")
+@click.option("--slide-mpp", type=MPP, default=None, help="Level-0 µm/px if the file lacks it.")
 @click.option("--stain", type=click.Choice(["macenko", "vahadane", "reinhard"]), default=None,
               help="Normalise stain to --stain-ref before the model.")
 @click.option("--stain-ref", type=PathIn, default=None, help="Reference image for --stain.")
-@click.option("--shard", default="0/1", show_default=True, help="i/n: every n-th slide from i (SLURM).")
-@click.option("--compile/--no-compile", "compile_model", default=False, help="torch.compile (CUDA).")
+@click.option("--shard", type=SHARD, default="0/1", show_default=True,
+              help="i/n: every n-th slide from i (SLURM).")
+@click.option("--compile/--no-compile", "compile_model", default=False, help="torch.compile (CUDA only).")
+@click.option("--overwrite", is_flag=True,
+              help="Predict again slides whose outputs in --out were made with other settings, replacing "
+                   "them (without it such a re-run is refused).")
 def predict(
     slides: tuple[Path, ...], model_dir: str, out_dir: Path, device: str, batch_size: int, workers: int,
-    min_tissue: float, slide_mpp: float | None, stain: str | None, stain_ref: Path | None, shard: str,
-    compile_model: bool,
+    min_tissue: float, slide_mpp: float | None, stain: str | None, stain_ref: Path | None,
+    shard: tuple[int, int], compile_model: bool, overwrite: bool,
 ) -> None:
     # fmt: on
     """Classify every tissue tile of each slide and write, per slide, to --out:
@@ -44,7 +64,9 @@ def predict(
       NAME.geojson        QuPath tile objects: a measurement per class, the top class
       NAME.summary.json   class areas and fractions, and a slide-level call
       NAME.overlay.png    thumbnail with the predicted classes
-    Slides with a summary already are skipped; a killed run resumes.
+      NAME.settings.json  what made them (model files, --min-tissue, µm/px, stain)
+    Slides with a summary already are skipped; a killed run resumes.  If the
+    settings changed since, the run is refused unless --overwrite.
 
     \b
     Examples:
@@ -52,35 +74,39 @@ def predict(
       histo predict cohort/*.svs --model my-model --out results/ --device cuda --batch-size 512
       histo predict cohort/*.svs --model m --out r/ --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT
     """
+    require_pair(("--stain", stain), ("--stain-ref", stain_ref),
+                 "the reference image whose colours the patches are mapped to, e.g. --stain-ref ref.png")
+    require_pair(("--stain-ref", stain_ref), ("--stain", stain),
+                 "the method that maps the colours: --stain macenko, vahadane or reinhard")
+    from napari_histo.core.memory import check_allocation
     from napari_histo.models.engine import InferenceConfig
+    from napari_histo.models.loading import resolve_device
     from napari_histo.pipeline.model import resolve_model
-    from napari_histo.pipeline.session import check_mpp
-    from napari_histo.pipeline.slide_job import SlideJob, run_slide_job
-    from napari_histo.pipeline.tissue import check_fraction
+    from napari_histo.pipeline.slide_job import SlideJob, check_earlier_outputs, run_slide_job
 
-    index, count = _parse_shard(shard)
-    check_fraction(min_tissue, "--min-tissue")
-    slide_mpp = None if slide_mpp is None else check_mpp(slide_mpp, "--slide-mpp")
+    index, count = shard
     chosen = list(slides)[index::count]
     model = resolve_model(model_dir, device)
+    size = model.spec.input_size
+    what = f"a batch of {batch_size:,} patches of {size} px"
+    check_allocation((batch_size, 3, size, size), np.float32, what, "use a smaller --batch-size")
     model.network()  # fail now on a bad device or weights, not after the first slide
+    if compile_model and resolve_device(device).type != "cuda":
+        warnings.warn("--compile speeds up CUDA only; running without it on this device", UserWarning,
+                      stacklevel=1)  # fmt: skip
+        compile_model = False
     config = InferenceConfig(device=device, batch_size=batch_size, workers=workers, compile=compile_model)
-    for slide in chosen:
-        job = SlideJob(slide, out_dir, config, min_tissue, slide_mpp, stain, stain_ref)
-        summary = run_with_bar(run_slide_job(job, model), slide.name, "tile")
+    jobs = [SlideJob(slide, out_dir, config, min_tissue, slide_mpp, stain, stain_ref, overwrite)
+            for slide in chosen]  # fmt: skip
+    if not overwrite:  # refuse before the first slide, not after the tenth
+        for job in jobs:
+            check_earlier_outputs(job, model)
+    for job in jobs:
+        with naming_folder(out_dir):
+            summary = run_with_bar(run_slide_job(job, model), job.slide_path.name, "tile")
         if summary.get("skipped"):
-            click.echo(f"{slide.name}: already done (delete its .summary.json to run again)")
+            click.echo(f"{job.slide_path.name}: already done (delete its .summary.json to run again)")
         else:
             call = summary["slide_call"]
-            click.echo(f"{slide.name}: {summary['n_tiles']} tiles, call {call['class']} "
+            click.echo(f"{job.slide_path.name}: {summary['n_tiles']} tiles, call {call['class']} "
                        f"(mean p={call['mean_probability']:.2f})")  # fmt: skip
-
-
-def _parse_shard(text: str) -> tuple[int, int]:
-    try:
-        index, count = (int(part) for part in text.split("/"))
-    except ValueError as exc:
-        raise click.BadParameter(f"--shard must be i/n, like 3/10, got {text!r}") from exc
-    if not 0 <= index < count:
-        raise click.BadParameter(f"--shard {text}: need 0 <= i < n")
-    return index, count

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
 import numpy as np
 
+from napari_histo.cli._options import DOWNSAMPLE, LEVEL, SHAPE, ExistingFile
+from napari_histo.cli._report import naming_folder
+from napari_histo.core.memory import check_allocation
+from napari_histo.errors import InvalidImageError, InvalidParameterError
 from qupath_bridge import (
     LabelMode,
     ObjectType,
     PathObject,
-    QuPathBridgeError,
     labels_to_objects,
     objects_to_labels,
     read_geojson,
@@ -45,25 +45,30 @@ def qupath() -> None:
 
 
 @qupath.command()
-@click.argument("src", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("src", type=ExistingFile())
 @click.argument("dst", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--slide",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=ExistingFile(),
     help="Slide the objects belong to: gives the size and downsample of --level.",
 )
 @click.option(
-    "--level", type=int, default=0, show_default=True, help="Pyramid level of the label image (with --slide)."
+    "--level",
+    type=LEVEL,
+    default=0,
+    show_default=True,
+    help="Pyramid level of the label image (with --slide).",
 )
 @click.option(
     "--downsample",
-    type=float,
+    type=DOWNSAMPLE,
     default=None,
     help="Level-0 pixels per label pixel, without --slide (default 1).",
 )
 @click.option(
     "--shape",
-    "shape_text",
+    "shape",
+    type=SHAPE,
     default=None,
     metavar="ROWSxCOLS",
     help="Label image size without --slide (default: just fits the objects).",
@@ -108,7 +113,7 @@ def convert(
     slide: Path | None,
     level: int,
     downsample: float | None,
-    shape_text: str | None,
+    shape: tuple[int, int] | None,
     mode: str,
     classes: str | None,
     object_type: str,
@@ -134,34 +139,37 @@ def convert(
       histo qupath convert tissue.png tissue.geojson --downsample 32 --object-type annotation \\
           --classes Tissue
     """
-    class_names = [c.strip() for c in classes.split(",")] if classes else None
-    ds, shape = _level_geometry(slide, level, downsample, shape_text)
-    with _clear_errors():
-        if src.name.lower().endswith(GEOJSON_SUFFIXES) and dst.suffix.lower() in IMAGE_SUFFIXES:
-            objects = _only(read_geojson(src), only_types)
-            if shape is None:
-                shape = _fitting_shape(objects, ds)
-            labels = objects_to_labels(objects, shape, downsample=ds, mode=mode, class_names=class_names)
+    class_names = _class_names(classes)
+    ds, shape = _level_geometry(slide, level, downsample, shape)
+    if src.name.lower().endswith(GEOJSON_SUFFIXES) and dst.suffix.lower() in IMAGE_SUFFIXES:
+        objects = _only(read_geojson(src), only_types)
+        if shape is None:
+            shape = _fitting_shape(objects, ds)
+        _check_label_memory(shape, len(class_names) if mode == "class" and class_names else len(objects))
+        labels = objects_to_labels(objects, shape, downsample=ds, mode=mode, class_names=class_names,
+                                   outside="check")  # fmt: skip
+        with naming_folder(dst.parent):
             _write_labels(dst, labels)
-            click.echo(
-                f"wrote {dst}: {labels.shape[0]:,} x {labels.shape[1]:,} {labels.dtype}, "
-                f"{len(objects):,} objects, downsample {ds:g}, {mode} labels"
-            )
-            if mode == "class":
-                names = class_names or sorted({o.class_name for o in objects} - {None})
-                click.echo("  " + ", ".join(f"{k + 1} = {name}" for k, name in enumerate(names)))
-        elif src.suffix.lower() in IMAGE_SUFFIXES and dst.name.lower().endswith(GEOJSON_SUFFIXES):
-            labels = _read_labels(src)
-            objects = labels_to_objects(
-                labels, downsample=ds, object_type=object_type, class_names=class_names
-            )
+        click.echo(
+            f"wrote {dst}: {labels.shape[0]:,} x {labels.shape[1]:,} {labels.dtype}, "
+            f"{len(objects):,} objects, downsample {ds:g}, {mode} labels"
+        )
+        if mode == "class":
+            names = class_names or sorted({o.class_name for o in objects if o.class_name is not None})
+            click.echo("  " + ", ".join(f"{k + 1} = {name}" for k, name in enumerate(names)))
+    elif src.suffix.lower() in IMAGE_SUFFIXES and dst.name.lower().endswith(GEOJSON_SUFFIXES):
+        if shape is not None and slide is None:
+            raise click.BadParameter("a label image has its own size; drop --shape", param_hint="--shape")
+        labels = _read_labels(src)
+        objects = labels_to_objects(labels, downsample=ds, object_type=object_type, class_names=class_names)
+        with naming_folder(dst.parent):
             write_geojson(objects, dst, layout=layout)
-            click.echo(f"wrote {dst}: {len(objects):,} {object_type} objects traced at downsample {ds:g}")
-        else:
-            raise click.UsageError(
-                f"cannot tell the direction from {src.name} -> {dst.name}: one must be GeoJSON "
-                f"({', '.join(GEOJSON_SUFFIXES)}), the other a label image ({', '.join(IMAGE_SUFFIXES)})"
-            )
+        click.echo(f"wrote {dst}: {len(objects):,} {object_type} objects traced at downsample {ds:g}")
+    else:
+        raise click.UsageError(
+            f"cannot tell the direction from {src.name} -> {dst.name}: one must be GeoJSON "
+            f"({', '.join(GEOJSON_SUFFIXES)}), the other a label image ({', '.join(IMAGE_SUFFIXES)})"
+        )
 
 
 @qupath.command()
@@ -202,16 +210,30 @@ def validate(files: tuple[Path, ...], as_json: bool, show_info: bool) -> None:
         raise SystemExit(1)
 
 
+def _class_names(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [c.strip() for c in text.split(",")]
+    if not all(names):
+        raise click.BadParameter(
+            f"{text!r} has an empty class name; give names separated by commas, e.g. Tumor,Stroma",
+            param_hint="--classes",
+        )
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise click.BadParameter(f"{', '.join(twice)} named twice in {text!r}", param_hint="--classes")
+    return names
+
+
 def _level_geometry(
-    slide: Path | None, level: int, downsample: float | None, shape_text: str | None
+    slide: Path | None, level: int, downsample: float | None, shape: tuple[int, int] | None
 ) -> tuple[float, tuple[int, int] | None]:
-    shape = _parse_shape(shape_text) if shape_text else None
     if slide is None:
         if level != 0:
             raise click.BadParameter(
                 "--level needs --slide (or give --downsample and --shape)", param_hint="--level"
             )
-        return (downsample or 1.0), shape
+        return (1.0 if downsample is None else downsample), shape
     if downsample is not None or shape is not None:
         raise click.BadParameter("give either --slide/--level or --downsample/--shape, not both")
     from napari_histo.io import open_slide
@@ -225,14 +247,14 @@ def _level_geometry(
         return float(opened.level_downsamples[level]), (int(rows), int(cols))
 
 
-def _parse_shape(text: str) -> tuple[int, int]:
-    try:
-        rows, cols = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise click.BadParameter(
-            f"expected ROWSxCOLS such as 2048x1536, got {text!r}", param_hint="--shape"
-        ) from None
-    return rows, cols
+def _check_label_memory(shape: tuple[int, int], labels: int) -> None:
+    dtype = np.uint8 if labels < 2**8 else np.uint16 if labels < 2**16 else np.uint32
+    check_allocation(
+        shape,
+        dtype,
+        f"a {shape[0]:,} x {shape[1]:,} px label image",
+        "use a coarser --level (with --slide), a larger --downsample, or a smaller --shape",
+    )
 
 
 def _only(objects: list[PathObject], only_types: str | None) -> list[PathObject]:
@@ -259,45 +281,54 @@ def _fitting_shape(objects: list[PathObject], downsample: float) -> tuple[int, i
 def _write_labels(path: Path, labels: np.ndarray) -> None:
     if path.suffix.lower() == ".png":
         if labels.dtype.itemsize > 2:
-            raise click.ClickException(
-                f"{labels.max()} labels do not fit a PNG (8 or 16 bit); write a .tif instead"
+            raise InvalidParameterError(
+                f"{labels.max():,} labels do not fit a PNG (8 or 16 bit): write a .tif instead of {path.name}"
             )
         import imagecodecs
 
-        path.write_bytes(imagecodecs.png_encode(labels))
+        payload = bytes(imagecodecs.png_encode(labels))
     else:
+        import io
+
         import tifffile
 
+        buffer = io.BytesIO()
         tifffile.imwrite(
-            path, labels, compression="zlib", tile=(256, 256) if min(labels.shape) >= 256 else None
+            buffer, labels, compression="zlib", tile=(256, 256) if min(labels.shape) >= 256 else None
         )
+        payload = buffer.getvalue()
+    from napari_histo.io.files import write_bytes_atomic
+
+    write_bytes_atomic(path, payload)  # nothing half-written under DST on a full disk
 
 
 def _read_labels(path: Path) -> np.ndarray:
-    if path.suffix.lower() == ".png":
-        import imagecodecs
+    try:
+        if path.suffix.lower() == ".png":
+            import imagecodecs
 
-        labels = imagecodecs.png_decode(path.read_bytes())
-    else:
-        import tifffile
+            labels = np.asarray(imagecodecs.png_decode(path.read_bytes()))
+        else:
+            import tifffile
 
-        labels = tifffile.imread(path)
+            labels = np.asarray(tifffile.imread(path))
+    except (OSError, MemoryError):
+        raise
+    except Exception as exc:
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise InvalidImageError(
+            f"{path.name} cannot be read as a label image ({detail}); give a PNG or TIFF with one "
+            "integer plane (0 = background, 1, 2 ... = objects)"
+        ) from exc
     if labels.ndim != 2:
-        raise click.ClickException(
-            f"{path.name} has shape {labels.shape}; a label image is one 2-D integer plane (0 = background)"
+        raise InvalidImageError(
+            f"{path.name} has shape {labels.shape}; a label image is one 2-D integer plane "
+            "(0 = background, 1, 2 ... = objects), not an RGB picture or a stack"
         )
+    if labels.dtype.kind in "ui" and labels.size:
+        top = int(labels.max())
+        check_allocation(
+            top, np.intp, f"tracing labels numbered up to {top:,} in {path.name}",
+            "renumber the labels 1, 2, 3 ... (e.g. skimage.segmentation.relabel_sequential)",
+        )  # fmt: skip
     return labels
-
-
-@contextmanager
-def _clear_errors() -> Iterator[None]:
-    """qupath_bridge errors become one line; its warnings are printed, not lost."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            yield
-        except QuPathBridgeError as exc:
-            raise click.ClickException(str(exc)) from exc
-        finally:
-            for warning in caught:
-                click.secho(f"warning: {warning.message}", fg="yellow", err=True)

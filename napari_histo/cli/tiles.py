@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import click
 import numpy as np
 
+from napari_histo.cli._options import (
+    FRACTION,
+    MAGNIFICATION,
+    MPP,
+    OVERLAP_PX,
+    TILE_PX,
+    WORKERS,
+    ExistingFile,
+)
 from napari_histo.cli._progress import run_with_bar
+from napari_histo.cli._report import naming_folder
+from napari_histo.core.memory import check_allocation
 from napari_histo.core.tile_labels import TileLabelRule
 from napari_histo.core.tiling import mpp_from_magnification
 from napari_histo.core.tissue import TissueMethod
@@ -18,7 +30,7 @@ __all__ = ["tiles"]
 
 
 @click.command()
-@click.argument("slide", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.argument("slide", type=ExistingFile())
 @click.option(
     "--out",
     "out_dir",
@@ -26,22 +38,22 @@ __all__ = ["tiles"]
     type=click.Path(path_type=Path, file_okay=False),
     help="Output folder (class sub-folders, tiles.csv, <slide>_tiles.geojson).",
 )
-@click.option("--mpp", "target_mpp", type=float, default=None, help="µm/px of the patches (0.5 ≈ 20×).")
-@click.option("--magnification", type=float, default=None, help="Instead of --mpp: 20 means 0.5 µm/px.")
+@click.option("--mpp", "target_mpp", type=MPP, default=None, help="µm/px of the patches (0.5 ≈ 20×).")
 @click.option(
-    "--tile-px", type=click.IntRange(min=1), default=224, show_default=True, help="Patch edge in pixels."
+    "--magnification", type=MAGNIFICATION, default=None, help="Instead of --mpp: 20 means 0.5 µm/px."
 )
+@click.option("--tile-px", type=TILE_PX, default=224, show_default=True, help="Patch edge in pixels.")
 @click.option(
     "--overlap",
     "overlap_px",
-    type=click.IntRange(min=0),
+    type=OVERLAP_PX,
     default=0,
     show_default=True,
     help="Overlap of neighbouring patches, in patch pixels.",
 )
 @click.option(
     "--min-tissue",
-    type=click.FloatRange(0, 1),
+    type=FRACTION,
     default=0.5,
     show_default=True,
     help="Keep tiles with at least this tissue fraction (0 keeps all).",
@@ -55,7 +67,7 @@ __all__ = ["tiles"]
 )
 @click.option(
     "--annotations",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    type=ExistingFile(),
     default=None,
     help="QuPath GeoJSON: keep only tiles in annotations, labelled by their class.",
 )
@@ -68,12 +80,18 @@ __all__ = ["tiles"]
 )
 @click.option(
     "--slide-mpp",
-    type=float,
+    type=MPP,
     default=None,
     help="Level-0 µm/px of the slide, when its metadata has none (or is wrong).",
 )
 @click.option("--format", "image_format", type=click.Choice(["png", "jpg"]), default="png", show_default=True)
-@click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True, help="Decoding threads.")
+@click.option("--workers", type=WORKERS, default=4, show_default=True, help="Decoding threads.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="If --out holds patches of this slide cut with other settings, delete them and start afresh "
+    "(without it such a re-run is refused).",
+)
 def tiles(
     slide: Path,
     out_dir: Path,
@@ -88,11 +106,14 @@ def tiles(
     slide_mpp: float | None,
     image_format: str,
     workers: int,
+    overwrite: bool,
 ) -> None:
     """Cut SLIDE into patches of TILE_PX pixels at MPP µm/px, keeping tissue.
 
     \b
     Resumable: run the same command again and finished patches are skipped.
+    The settings are kept in OUT/<slide>_tiles.settings.json; a re-run with other
+    settings (--tile-px, --mpp, ...) is refused unless --overwrite.
     Examples:
       histo tiles slide.svs --mpp 0.5 --tile-px 224 --out patches/
       histo tiles slide.svs --mpp 0.5 --annotations slide.geojson --out train/
@@ -100,19 +121,39 @@ def tiles(
     """
     if (target_mpp is None) == (magnification is None):
         raise click.UsageError("give exactly one of --mpp (e.g. --mpp 0.5) or --magnification (e.g. 20)")
-    if target_mpp is None:
-        target_mpp = mpp_from_magnification(magnification)
+    mpp = target_mpp if magnification is None else mpp_from_magnification(magnification)
+    assert mpp is not None
     if overlap_px >= tile_px:
         raise click.BadParameter(f"--overlap {overlap_px} must be smaller than --tile-px {tile_px}")
-    with open_session(slide, slide_mpp, on_error="raise") as session:
+    what = f"{workers} patches of {tile_px} x {tile_px} px at once"
+    check_allocation(
+        (workers + 2, tile_px, tile_px, 3), np.uint8, what, "use a smaller --tile-px or fewer --workers"
+    )
+    with naming_folder(out_dir), open_session(slide, slide_mpp, on_error="raise") as session:
+        _warn_if_upsampled(session.mpp, mpp)
         work = export_slide_tiles(
-            session, out_dir, target_mpp=target_mpp, tile_px=tile_px, overlap_px=overlap_px,
+            session, out_dir, target_mpp=mpp, tile_px=tile_px, overlap_px=overlap_px,
             min_tissue=min_tissue, tissue_method=tissue_method, annotations=annotations,
-            label_rule=label_mode, image_format=image_format, workers=workers,
+            label_rule=label_mode, image_format=image_format, workers=workers, overwrite=overwrite,
         )  # fmt: skip
-        click.echo(f"{slide.name}: {next(work).stage} ({tile_px} px at {target_mpp:g} µm/px)")
+        click.echo(f"{slide.name}: {next(work).stage} ({tile_px} px at {mpp:g} µm/px)")
         export = run_with_bar(work, "tiles", "tile")
     _summary(out_dir, export.labels, len(export.grid))
+
+
+#: patches finer than the slide by more than this are mostly interpolation: said once
+UPSAMPLING_WARN = 4.0
+
+
+def _warn_if_upsampled(slide_mpp: float | None, target_mpp: float) -> None:
+    if slide_mpp is not None and target_mpp * UPSAMPLING_WARN < slide_mpp:
+        warnings.warn(
+            f"--mpp {target_mpp:g} is {slide_mpp / target_mpp:,.0f} times finer than the slide's "
+            f"{slide_mpp:g} µm/px: the patches are enlarged (interpolated), not more detailed; "
+            f"--mpp {slide_mpp:.3g} or coarser gives real pixels",
+            UserWarning,
+            stacklevel=2,
+        )
 
 
 def _summary(out_dir: Path, labels: list[str] | None, count: int) -> None:

@@ -109,7 +109,9 @@ def _step_stain(session: SlideSession, out: Path) -> JourneyStep:
 
 
 def _step_predict(slide_path: Path, model: ModelHandle, out: Path, device: str) -> JourneyStep:
-    job = SlideJob(slide_path, out / "predictions", InferenceConfig(device=device, batch_size=64))
+    job = SlideJob(
+        slide_path, out / "predictions", InferenceConfig(device=device, batch_size=64), overwrite=True
+    )
     summary = run_to_end(run_slide_job(job, model))
     overlay = outputs_for(slide_path, job.out_dir)["overlay"]
     (out / "step4-predictions.png").write_bytes(overlay.read_bytes())

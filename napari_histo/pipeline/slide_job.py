@@ -3,12 +3,17 @@
 A job whose ``<name>.summary.json`` exists is skipped, so cohorts can be re-run,
 split over a SLURM array (``--shard i/n``) or a Dask cluster without
 bookkeeping.  Every output is written to a temporary name and renamed, and the
-prediction store resumes a killed run.
+prediction store resumes a killed run.  ``<name>.settings.json`` records what
+made the outputs (model files, tissue fraction, µm/px, stain): a re-run with
+other settings is refused (or, with ``overwrite``, replaces them) instead of
+silently skipping or mixing results.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import warnings
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,16 +22,34 @@ from typing import Any
 import numpy as np
 
 from napari_histo.core.overlay import fill_boxes
-from napari_histo.io.files import write_bytes_atomic, write_png
+from napari_histo.errors import InvalidParameterError
+from napari_histo.io.files import (
+    file_digest,
+    read_settings,
+    settings_changes,
+    write_bytes_atomic,
+    write_png,
+    write_settings,
+)
 from napari_histo.models.engine import InferenceConfig, InferenceProgress, TilePredictions
+from napari_histo.models.spec import SPEC_FILE, WEIGHTS_FILE
 from napari_histo.pipeline.model import ModelHandle
-from napari_histo.pipeline.predict import predict_grid
+from napari_histo.pipeline.predict import predict_grid, warn_if_not_brightfield
 from napari_histo.pipeline.qupath import write_prediction_geojson
 from napari_histo.pipeline.session import SlideSession, open_session
 from napari_histo.pipeline.stain import stain_normalizer
+from napari_histo.pipeline.tiles import EarlierOutputsWarning
 from napari_histo.pipeline.tissue import model_tissue_grid
 
-__all__ = ["SlideJob", "outputs_for", "prediction_overview", "run_slide_job", "summarize"]
+__all__ = [
+    "SlideJob",
+    "check_earlier_outputs",
+    "job_settings",
+    "outputs_for",
+    "prediction_overview",
+    "run_slide_job",
+    "summarize",
+]
 
 
 @dataclass(frozen=True)
@@ -40,30 +63,37 @@ class SlideJob:
     slide_mpp: float | None = None
     stain_method: str | None = None
     stain_reference: Path | None = None
+    overwrite: bool = False  # outputs made with other settings: replace them instead of refusing
 
 
 def outputs_for(slide_path: Path, out_dir: Path) -> dict[str, Path]:
-    """The files a job writes for ``slide_path``."""
+    """The files a job writes for ``slide_path`` (``settings``: what made the others)."""
     stem = slide_path.name.split(".")[0]
     return {
         "zarr": out_dir / f"{stem}.zarr",
         "geojson": out_dir / f"{stem}.geojson",
         "summary": out_dir / f"{stem}.summary.json",
         "overlay": out_dir / f"{stem}.overlay.png",
+        "settings": out_dir / f"{stem}.settings.json",
     }
 
 
 def run_slide_job(job: SlideJob, model: ModelHandle) -> Generator[InferenceProgress, None, dict[str, Any]]:
     """Run ``job`` with ``model`` (or skip it when its summary exists); returns the summary dict.
 
-    The summary of a skipped job has ``"skipped": True``.
+    The summary of a skipped job has ``"skipped": True``.  A job whose earlier outputs
+    were made with other settings (model, weights, tissue fraction, µm/px, stain) is not
+    skipped: see :func:`check_earlier_outputs`.
     """
     outputs = outputs_for(job.slide_path, job.out_dir)
-    if outputs["summary"].exists():
+    settings = job_settings(job, model)
+    if check_earlier_outputs(job, model, settings):
         return {**json.loads(outputs["summary"].read_text()), "skipped": True}
     stain = stain_normalizer(job.stain_method, job.stain_reference, job.config.device)
     job.out_dir.mkdir(parents=True, exist_ok=True)
+    write_settings(outputs["settings"], settings)
     with open_session(job.slide_path, job.slide_mpp) as session:
+        warn_if_not_brightfield(session)  # before the tissue grid: a fluorescence slide has no "tissue"
         grid, fractions = model_tissue_grid(session, model, job.min_tissue)
         result = yield from predict_grid(session, model, grid, config=job.config,
                                          store_path=outputs["zarr"], stain=stain)  # fmt: skip
@@ -72,6 +102,79 @@ def run_slide_job(job: SlideJob, model: ModelHandle) -> Generator[InferenceProgr
     summary = summarize(result, job, fractions)
     write_bytes_atomic(outputs["summary"], json.dumps(summary, indent=2).encode())
     return summary
+
+
+#: how each recorded setting is named to the user
+_SETTING_NAMES = {
+    "model": "--model", "model_files": "model files (model.json, weights)", "min_tissue": "--min-tissue",
+    "slide_mpp": "--slide-mpp", "slide_bytes": "slide file size", "stain": "--stain",
+    "stain_reference": "--stain-ref (file content)",
+}  # fmt: skip
+
+
+def job_settings(job: SlideJob, model: ModelHandle) -> dict[str, Any]:
+    """What decides a job's outputs (not the device, batch size or workers): recorded beside them."""
+    files = {
+        name: file_digest(model.directory / name)
+        for name in (SPEC_FILE, WEIGHTS_FILE)
+        if (model.directory / name).is_file()
+    }
+    return {
+        "slide": job.slide_path.name,
+        "slide_bytes": job.slide_path.stat().st_size,
+        "model": model.spec.name or model.spec.architecture,
+        "model_files": files,
+        "min_tissue": float(job.min_tissue),
+        "slide_mpp": job.slide_mpp,
+        "stain": job.stain_method,
+        "stain_reference": None if job.stain_reference is None else file_digest(job.stain_reference),
+    }
+
+
+def check_earlier_outputs(job: SlideJob, model: ModelHandle, settings: dict[str, Any] | None = None) -> bool:
+    """``True`` when the job is already done with these settings (skip it).
+
+    Earlier outputs made with other settings raise :class:`InvalidParameterError` naming
+    what changed — or, with ``job.overwrite``, are deleted (with a warning).  A run
+    interrupted under other settings is started afresh, with a warning.
+    """
+    outputs = outputs_for(job.slide_path, job.out_dir)
+    settings = job_settings(job, model) if settings is None else settings
+    done = outputs["summary"].exists()
+    recorded = read_settings(outputs["settings"])
+    keys = None
+    if recorded is None and done:  # outputs from before settings were recorded: the summary has some
+        summary = read_settings(outputs["summary"]) or {}
+        recorded, keys = {k: summary.get(k) for k in ("model", "min_tissue")}, ["model", "min_tissue"]
+    changes = settings_changes(recorded, settings, _SETTING_NAMES, keys) if recorded is not None else []
+    partial = outputs["zarr"].with_name(outputs["zarr"].name + ".partial")
+    if not changes:
+        return done
+    changed = "; ".join(changes)
+    name = job.slide_path.name
+    if done and not job.overwrite:
+        raise InvalidParameterError(
+            f"{outputs['summary']} was made with other settings ({changed}): write to another folder "
+            f"(--out), or add --overwrite to predict {name} again and replace its outputs"
+        )
+    if done:
+        for key in ("summary", "geojson", "overlay", "settings"):
+            outputs[key].unlink(missing_ok=True)
+        shutil.rmtree(outputs["zarr"], ignore_errors=True)
+        warnings.warn(
+            f"--overwrite: replacing the outputs of {name} in {job.out_dir}, made with other settings "
+            f"({changed})",
+            EarlierOutputsWarning,
+            stacklevel=2,
+        )
+    if partial.exists():
+        shutil.rmtree(partial, ignore_errors=True)
+        warnings.warn(
+            f"{name}: the interrupted run in {job.out_dir} used other settings ({changed}); starting afresh",
+            EarlierOutputsWarning,
+            stacklevel=2,
+        )
+    return False
 
 
 def summarize(result: TilePredictions, job: SlideJob, tissue_fractions: np.ndarray) -> dict[str, Any]:

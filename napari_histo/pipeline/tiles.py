@@ -12,11 +12,17 @@ to a temporary name and renamed, so a killed run leaves no half-written patch;
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import glob
+import io
 import os
+import re
+import warnings
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import imagecodecs
 import numpy as np
@@ -27,8 +33,15 @@ from napari_histo.core.tiling import TileGrid, select_tiles
 from napari_histo.core.tissue import TissueMethod
 from napari_histo.errors import InvalidParameterError, NoTissueError
 from napari_histo.io import SLIDE_EXTENSIONS
-from napari_histo.io.files import write_bytes_atomic
+from napari_histo.io.files import (
+    file_digest,
+    read_settings,
+    settings_changes,
+    write_bytes_atomic,
+    write_settings,
+)
 from napari_histo.io.regions import iter_tiles
+from napari_histo.pipeline.predict import warn_if_not_brightfield
 from napari_histo.pipeline.qupath import read_annotation_regions, write_tiles_geojson
 from napari_histo.pipeline.session import SlideSession
 from napari_histo.pipeline.tissue import plan_grid, slide_tissue_mask, tissue_tiles
@@ -36,6 +49,7 @@ from napari_histo.pipeline.tissue import plan_grid, slide_tissue_mask, tissue_ti
 __all__ = [
     "CSV_COLUMNS",
     "DEFAULT_LABEL",
+    "EarlierOutputsWarning",
     "TileExport",
     "export_labelled_tiles",
     "export_slide_tiles",
@@ -51,6 +65,10 @@ _ENCODERS: dict[str, Callable[[np.ndarray], bytes]] = {
     "png": lambda a: bytes(imagecodecs.png_encode(a)),
     "jpg": lambda a: bytes(imagecodecs.jpeg8_encode(a, level=95)),
 }
+
+
+class EarlierOutputsWarning(UserWarning):
+    """Earlier outputs made with other settings were deleted (``overwrite``) or a run starts afresh."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +109,7 @@ def export_slide_tiles(
     classes: Sequence[str] | None = None,
     image_format: str = "png",
     workers: int = 4,
+    overwrite: bool = False,
 ) -> Generator[Progress, None, TileExport]:
     """Cut the slide's tissue into patches of ``tile_px`` at ``target_mpp`` under ``out_dir``.
 
@@ -98,9 +117,23 @@ def export_slide_tiles(
     kept, each in its class's folder (only ``classes`` when given).  The first item yielded says which tiles
     were kept (its ``total`` is their count, its ``stage`` a sentence), then one
     item per patch written; returns :class:`TileExport`.
+
+    The settings are recorded in ``<slide>_tiles.settings.json``: a re-run with the same
+    settings resumes; with other settings it raises :class:`InvalidParameterError` while
+    earlier patches of the slide are in ``out_dir`` — unless ``overwrite``, which deletes
+    them (with a warning) and starts afresh.
     """
     if overlap_px >= tile_px:
         raise InvalidParameterError(f"overlap {overlap_px} px must be smaller than the tile ({tile_px} px)")
+    settings = {
+        "slide": session.name, "slide_bytes": session.path.stat().st_size, "slide_mpp": session.mpp,
+        "mpp": float(target_mpp), "tile_px": int(tile_px), "overlap_px": int(overlap_px),
+        "min_tissue": float(min_tissue), "tissue_method": str(getattr(tissue_method, "value", tissue_method)),
+        "annotations": None if annotations is None else file_digest(annotations),
+        "label_mode": str(getattr(label_rule, "value", label_rule)),
+        "classes": sorted(classes) if classes else None, "format": image_format,
+    }  # fmt: skip
+    _check_earlier_tiles(Path(out_dir), slide_stem(session.path), settings, overwrite)
     grid = plan_grid(session, target_mpp, tile_px, overlap_px)
     total = len(grid)
     if total == 0:
@@ -110,17 +143,22 @@ def export_slide_tiles(
             f"{target_mpp:g} µm/px ({grid.tile_px_level0:,.0f} level-0 px): use a smaller tile (--tile-px) "
             "or a finer µm/px (--mpp)"
         )
+    warn_if_not_brightfield(session)
     grid, fractions = tissue_tiles(grid, slide_tissue_mask(session, tissue_method), min_tissue)
     labels: list[str] | None = None
     names: tuple[str, ...] = ()
     if annotations is not None:
-        codes, names = label_tiles(grid, read_annotation_regions(annotations), label_rule)
+        slide_shape = session.slide.dimensions
+        regions = read_annotation_regions(annotations, slide_shape=slide_shape, slide_name=session.name)
+        codes, names = label_tiles(grid, regions, label_rule)
         keep = codes >= 0
         if classes:
             keep &= np.isin(codes, [i for i, name in enumerate(names) if name in set(classes)])
         grid, fractions = select_tiles(grid, keep), fractions[keep]
         labels = [names[c] for c in codes[keep]]
     yield Progress(0, len(grid), f"{len(grid):,} of {total:,} tiles kept, read from level {grid.level}")
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    write_settings(_settings_path(Path(out_dir), slide_stem(session.path)), settings)
     yield from export_tiles(session, grid, out_dir, fractions=fractions, labels=labels,
                             image_format=image_format, workers=workers)  # fmt: skip
     return TileExport(grid, labels, total, tuple(names))
@@ -234,9 +272,89 @@ def _write_csv(
                 "path": paths[i].relative_to(out_dir).as_posix(),
             }
         )
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    _write_csv_rows(path, rows)
+
+
+def _write_csv_rows(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=CSV_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_bytes_atomic(path, text.getvalue().encode("utf-8"))  # no tiles.csv.part left on a full disk
+
+
+# -- earlier outputs: resume with the same settings, refuse (or start afresh) with others ----------------
+
+#: how each recorded setting is named to the user
+_SETTING_NAMES = {
+    "slide_bytes": "slide file size", "slide_mpp": "slide µm/px (--slide-mpp)", "mpp": "--mpp",
+    "tile_px": "--tile-px", "overlap_px": "--overlap", "min_tissue": "--min-tissue",
+    "tissue_method": "--tissue-method", "annotations": "--annotations (file content)",
+    "label_mode": "--label-mode", "classes": "classes", "format": "--format",
+}  # fmt: skip
+
+
+def _settings_path(out: Path, stem: str) -> Path:
+    return out / f"{stem}_tiles.settings.json"
+
+
+def _earlier_patches(out: Path, stem: str) -> list[Path]:
+    """Patch files of slide ``stem`` in the class folders of ``out`` (any format, ``.part`` of a kill)."""
+    if not out.is_dir():
+        return []
+    name = re.compile(re.escape(stem) + r"_x\d+_y\d+\.(?:" + "|".join(_ENCODERS) + r")(?:\.part)?")
+    return [
+        path
+        for folder in out.iterdir()
+        if folder.is_dir() and not folder.is_symlink()
+        for path in folder.glob(glob.escape(stem) + "_x*_y*.*")
+        if name.fullmatch(path.name)
+    ]
+
+
+def _check_earlier_tiles(out: Path, stem: str, settings: dict[str, Any], overwrite: bool) -> None:
+    """Refuse to mix patches cut with other settings into ``out`` (or, with ``overwrite``, delete them)."""
+    recorded = read_settings(_settings_path(out, stem))
+    keys = None
+    if recorded is None:  # a folder from before settings were recorded: tiles.csv has µm/px and size
+        rows = _csv_rows(out / "tiles.csv", settings["slide"])
+        if not rows:
+            return
+        recorded = {"mpp": float(rows[0]["mpp"]), "tile_px": int(rows[0]["tile_px"])}
+        keys = list(recorded)
+    changes = settings_changes(recorded, settings, _SETTING_NAMES, keys)
+    if not changes:
+        return
+    earlier = _earlier_patches(out, stem)
+    if not earlier and not (out / f"{stem}_tiles.geojson").exists():
+        return
+    changed = "; ".join(changes)
+    if not overwrite:
+        raise InvalidParameterError(
+            f"{out} already holds {len(earlier):,} patches of {settings['slide']} cut with other settings "
+            f"({changed}); mixing them would leave old patches beside new ones: write to another folder "
+            "(--out), or add --overwrite to delete them and cut the slide again"
+        )
+    for path in earlier:
+        path.unlink(missing_ok=True)
+    for folder in {path.parent for path in earlier}:
+        with contextlib.suppress(OSError):  # only when empty now
+            folder.rmdir()
+    (out / f"{stem}_tiles.geojson").unlink(missing_ok=True)
+    rows = _csv_rows(out / "tiles.csv", None)
+    if rows:
+        _write_csv_rows(out / "tiles.csv", [row for row in rows if row.get("slide") != settings["slide"]])
+    warnings.warn(
+        f"--overwrite: deleted {len(earlier):,} earlier patches of {settings['slide']} in {out}, cut with "
+        f"other settings ({changed}); cutting the slide again",
+        EarlierOutputsWarning,
+        stacklevel=3,
+    )
+
+
+def _csv_rows(path: Path, slide: str | None) -> list[dict[str, str]]:
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            return [row for row in csv.DictReader(fh) if slide is None or row.get("slide") == slide]
+    except (OSError, ValueError, csv.Error):
+        return []

@@ -10,7 +10,10 @@ what a good outcome is:
   ``warning: ...`` line matching ``expect`` (silently accepting garbage fails).
 
 ``keep`` names files made by ``setup`` (earlier outputs) that must still be
-there, byte for byte, afterwards: a failing run loses nothing.
+there, byte for byte, afterwards: a failing run loses nothing; ``leftovers``
+lists what it must not leave behind (e.g. ``*.part`` files on a full disk).
+``skip_if`` gives a reason to skip a case here (e.g. ``mount`` not allowed) and
+``teardown`` undoes ``setup`` (e.g. unmounts a small disk), whatever happened.
 
 Most cases run in this process (fast: no new interpreter per case); cases that
 kill a run or need a small full disk use ``mode="subprocess"``.
@@ -53,6 +56,9 @@ class Case:
     mode: Literal["inprocess", "subprocess"] = "inprocess"
     timeout_s: float = 300
     env: dict[str, str] = field(default_factory=dict)
+    skip_if: Callable[[], str | None] | None = None  # a reason to skip here (e.g. no mount), else None
+    teardown: Callable[[Path], None] | None = None  # undoes setup (e.g. unmounts a disk); always run
+    leftovers: Callable[[Path], list[str]] | None = None  # what a run must not leave (e.g. *.part files)
 
 
 @dataclass
@@ -87,16 +93,27 @@ def _digest(path: Path) -> str:
 def run_case(case: Case, folder: Path) -> Outcome:
     """Set the case up in ``folder`` (its working directory) and run it."""
     folder.mkdir(parents=True, exist_ok=True)
-    if case.setup is not None:
-        case.setup(folder)
-    argv = [str(a) for a in (case.argv(folder) if callable(case.argv) else case.argv)]
-    before = {name: _digest(folder / name) for name in case.keep}
-    if case.mode == "subprocess":
-        outcome = _run_subprocess(case, argv, folder)
-    else:
-        outcome = _run_inprocess(case, argv, folder)
-    outcome.lost = [name for name, digest in before.items() if _digest(folder / name) != digest]
+    try:
+        if case.setup is not None:
+            case.setup(folder)
+        argv = [str(a) for a in (case.argv(folder) if callable(case.argv) else case.argv)]
+        before = {name: _digest(folder / name) for name in case.keep}
+        if case.mode == "subprocess":
+            outcome = _run_subprocess(case, argv, folder)
+        else:
+            outcome = _run_inprocess(case, argv, folder)
+        outcome.lost = [name for name, digest in before.items() if _digest(folder / name) != digest]
+        if case.leftovers is not None:  # half-written files left behind count as damaged outputs
+            outcome.lost += [f"left behind: {name}" for name in case.leftovers(folder)]
+    finally:
+        if case.teardown is not None:
+            case.teardown(folder)
     return outcome
+
+
+def skip_reason(case: Case) -> str | None:
+    """Why ``case`` cannot run here (``Case.skip_if``), or ``None``."""
+    return case.skip_if() if case.skip_if is not None else None
 
 
 def _run_inprocess(case: Case, argv: list[str], folder: Path) -> Outcome:

@@ -39,7 +39,7 @@ def test_info_on_bad_file_is_one_clear_line(tmp_path, capsys):
     bad.write_text("garbage")
     with pytest.raises(SystemExit) as exit_info:
         main(["info", str(bad)])
-    assert exit_info.value.code == 2
+    assert exit_info.value.code == 3  # a bad input file
     err = capsys.readouterr().err
     assert err.startswith("error: ")
     assert "broken.svs: not a TIFF" in err

@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import warnings
+from types import SimpleNamespace
 
 import imagecodecs
 import numpy as np
 import shapely
 import tifffile
-from click.testing import CliRunner
 from conftest import shared_file
 
 import qupath_bridge as qb
-from napari_histo.cli.main import cli
+from napari_histo.cli.main import main
 from napari_histo.io import open_slide
 
 
-def run(*args: str):
-    return CliRunner().invoke(cli, ["qupath", *map(str, args)])
+def run(*args: str) -> SimpleNamespace:
+    """``histo qupath ARGS`` as a user runs it (through the top-level handler); output: stdout + stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+        warnings.simplefilter("default")
+        try:
+            main(["qupath", *map(str, args)])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    return SimpleNamespace(exit_code=code, output=out.getvalue() + err.getvalue(), stderr=err.getvalue())
 
 
 def _objects() -> list[qb.PathObject]:
@@ -99,8 +111,9 @@ def test_bad_geojson_is_one_clear_line(tmp_path):
         '{"type":"FeatureCollection","features":[{"type":"Feature","geometry":{"type":"Circle"}}]}'
     )
     result = run("convert", bad, tmp_path / "out.tif")
-    assert result.exit_code == 1
+    assert result.exit_code == 3  # a bad input file
     assert "feature 0: unknown geometry type 'Circle'" in result.output
+    assert result.stderr.strip().startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
 
 
 def test_read_warnings_are_printed(tmp_path):
