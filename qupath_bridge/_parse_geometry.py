@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import shapely
 
-from qupath_bridge._report import ReadReport, Severity
+from qupath_bridge._report import ReadReport, Severity, json_short, short
 from qupath_bridge.objects import DEFAULT_PLANE, ImagePlane
 
 __all__ = ["GEOMETRY_TYPES", "MAX_COORDINATE_PX", "parse_geometry", "parse_plane"]
@@ -37,7 +37,8 @@ def parse_geometry(geometry: Any, index: int, report: ReadReport) -> shapely.Geo
     later for all features at once.
     """
     if not isinstance(geometry, dict):
-        report.fail(index, "no-geometry", f"geometry is {_short(geometry)}; QuPath objects need a ROI")
+        what = "no geometry" if geometry is None else f"geometry {json_short(geometry)} is not a geometry"
+        report.fail(index, "no-geometry", f"{what}; QuPath objects need a ROI (a geometry)")
         return None
     kind = geometry.get("type")
     if kind not in GEOMETRY_TYPES:
@@ -47,7 +48,7 @@ def parse_geometry(geometry: Any, index: int, report: ReadReport) -> shapely.Geo
             f"unknown geometry type {_short(kind)}; expected one of {', '.join(GEOMETRY_TYPES)}",
         )
         return None
-    state = {"z": False}
+    state = {"z": False, "check_types": report.check_types}
     try:
         geom = _build(geometry, kind, index, report, state)
     except _BadGeometry as exc:
@@ -74,11 +75,21 @@ def parse_plane(geometry: Any, index: int, report: ReadReport) -> ImagePlane:
     if plane is None:
         return DEFAULT_PLANE
     try:
-        return ImagePlane(int(plane.get("c", -1)), int(plane.get("z", 0)), int(plane.get("t", 0)))
-    except (AttributeError, TypeError, ValueError):
-        message = f"plane {_short(plane)} ignored; expected {{c, z, t}} integers"
-        report.add(index, "bad-plane", Severity.WARNING, message)
-        return DEFAULT_PLANE
+        values = [plane.get(key, default) for key, default in (("c", -1), ("z", 0), ("t", 0))]
+        if all(_java_int(v) for v in values):
+            return ImagePlane(*(int(v) for v in values))
+    except (AttributeError, TypeError, ValueError, OverflowError):
+        pass
+    message = f"plane {_short(plane)} ignored; expected {{c, z, t}} integers"
+    report.add(index, "bad-plane", Severity.WARNING, message)
+    return DEFAULT_PLANE
+
+
+def _java_int(value: Any) -> bool:
+    """An integral number QuPath can hold in an int (``2.0`` counts, ``true`` and ``1e400`` do not)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return -(2**31) <= value < 2**31 and float(value).is_integer()
 
 
 def _build(geometry: dict, kind: str, index: int, report: ReadReport, state: dict) -> shapely.Geometry:
@@ -138,9 +149,13 @@ def _ring(ring: Any, index: int, report: ReadReport, state: dict) -> np.ndarray 
 
 def _points(coords: Any, minimum: int, state: dict) -> np.ndarray:
     try:
-        array = np.asarray(coords, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise _BadGeometry(f"coordinates are not numbers: {_short(coords)}") from exc
+        array = np.asarray(coords)
+    except (TypeError, ValueError, OverflowError) as exc:  # ragged nesting, ints beyond any dtype
+        _check_types(coords, None)
+        raise _BadGeometry(f"expected [x, y] positions, got {_short(coords)}") from exc
+    if array.dtype.kind not in "iuf" or (state["check_types"] and array.size):
+        _check_types(coords, array)
+    array = array.astype(np.float64, copy=False)
     if array.size == 0:
         array = np.empty((0, 2))
     elif array.ndim == 1:
@@ -155,6 +170,31 @@ def _points(coords: Any, minimum: int, state: dict) -> np.ndarray:
     if array.size:
         _check_range(array)
     return array
+
+
+def _check_types(coords: Any, array: np.ndarray | None) -> None:
+    """Raise for the first coordinate that is not a JSON number (text, true/false, null, an object)."""
+    if array is not None and array.size == 0 and array.dtype.kind in "fO":  # [] or [[]]: counted later
+        return
+    stack = [coords]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list | tuple):
+            stack.extend(reversed(item))
+        elif isinstance(item, bool):
+            raise _BadGeometry(f"coordinate {json_short(item)} is a boolean, not a number")
+        elif isinstance(item, int) and not -MAX_COORDINATE_PX <= item <= MAX_COORDINATE_PX:
+            digits = len(str(abs(item))) if abs(item) < 10**4000 else "4,000+"
+            raise _BadGeometry(
+                f"coordinate {short(item, 24)} ({digits} digits) is beyond any image size (QuPath's limit "
+                "is 2^31 px); coordinates must be level-0 pixels"
+            )
+        elif isinstance(item, str):
+            raise _BadGeometry(f"coordinate {short(item, 24)} is text, not a number; write it without quotes")
+        elif not isinstance(item, int | float | np.number):
+            raise _BadGeometry(f"coordinate {json_short(item, 24)} is not a number")
+    if array is not None and array.dtype.kind not in "iuf":
+        raise _BadGeometry(f"coordinates are not numbers: {_short(coords)}")
 
 
 def _check_range(array: np.ndarray) -> None:
@@ -178,5 +218,4 @@ def _list(value: Any) -> list:
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return short(value, limit)

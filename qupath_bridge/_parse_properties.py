@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from qupath_bridge._report import ReadReport, Severity
+from qupath_bridge._report import ReadReport, Severity, short
 from qupath_bridge.objects import Classification, ObjectType, class_color
 
 __all__ = [
@@ -68,6 +68,8 @@ def parse_color(value: Any) -> tuple[int, ...] | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
+        if not -(2**31) <= value < 2**32:  # neither a Java int nor an unsigned 32-bit ARGB
+            return None
         packed = value & 0xFFFFFFFF
         alpha = packed >> 24
         rgb = ((packed >> 16) & 255, (packed >> 8) & 255, packed & 255)
@@ -87,7 +89,8 @@ def parse_classification(value: Any, index: int, report: ReadReport) -> Classifi
         names = _nonempty(tuple(value.split(": ")), value, index, report)
         return Classification(names, class_color(names)) if names else None
     if not isinstance(value, dict):
-        report.add(index, "bad-classification", Severity.WARNING, f"classification {value!r} ignored")
+        message = f"classification {_short(value)} ignored"
+        report.add(index, "bad-classification", Severity.WARNING, message)
         return None
     found = _class_names(value)
     names = _nonempty(found, value, index, report) if found else ()
@@ -108,11 +111,12 @@ def parse_classification(value: Any, index: int, report: ReadReport) -> Classifi
                 index,
                 "class-without-color",
                 Severity.ERROR,
-                f"classification {': '.join(names)!r} has no 'color' (QuPath 0.4–0.7 rejects this with "
+                f"classification {_short(': '.join(names))} has no 'color' (QuPath 0.4–0.7 rejects this with "
                 f"a JsonParseException): gave it {color}",
             )
         else:
-            report.add(index, "bad-color", Severity.WARNING, f"class colour {raw!r} unreadable: used {color}")
+            message = f"class colour {_short(raw)} unreadable: used {color}"
+            report.add(index, "bad-color", Severity.WARNING, message)
     return Classification(names, color)
 
 
@@ -120,7 +124,7 @@ def _nonempty(names: tuple[str, ...], value: Any, index: int, report: ReadReport
     """Class name parts without empty ones (``"Tumor: "``), reported when any were dropped."""
     kept = tuple(n for n in names if n.strip())
     if len(kept) != len(names):
-        message = f"classification {_short(value)} has an empty name part: read as {': '.join(kept)!r}"
+        message = f"classification {_short(value)} has an empty name part: read as {_short(': '.join(kept))}"
         report.add(index, "bad-classification", Severity.WARNING, message)
     return kept
 
@@ -160,11 +164,11 @@ def parse_measurements(value: Any, index: int, report: ReadReport) -> dict[str, 
                 index,
                 "bad-measurement-value",
                 Severity.WARNING,
-                f"measurement {name!r} = {_short(raw)} is not a number: dropped "
-                "(QuPath accepts numbers and 'NaN'/'Infinity' strings)",
+                f"measurement {_short(name, 40)} = {_short(raw)} is not a number a double can hold: "
+                "dropped (QuPath accepts numbers and 'NaN'/'Infinity' strings)",
             )
             continue
-        out[str(name)] = number
+        out[name if isinstance(name, str) else _short(name, 200)] = number
     return out
 
 
@@ -174,8 +178,11 @@ def _number(raw: Any) -> float | None:
     if isinstance(raw, bool):
         return float(raw)
     if isinstance(raw, int | float):
-        return float(raw)
-    if isinstance(raw, str):
+        try:
+            return float(raw)
+        except OverflowError:  # an integer of 309+ digits
+            return None
+    if isinstance(raw, str) and len(raw) < 400:
         try:
             return float(raw)  # also reads "NaN", "nan", "Infinity", "-inf"
         except ValueError:
@@ -194,18 +201,21 @@ def parse_metadata(value: Any, index: int, report: ReadReport) -> dict[str, str]
     for key, raw in value.items():
         if isinstance(raw, bool):
             out[str(key)] = "true" if raw else "false"
-        elif isinstance(raw, str | int | float):
-            out[str(key)] = str(raw)
+        elif isinstance(raw, str):
+            out[str(key)] = raw
+        elif isinstance(raw, int | float):
+            out[str(key)] = _short(raw, 400)
         elif raw is None:
             out[str(key)] = "null"
         else:
-            out[str(key)] = json.dumps(raw)
-            report.add(
-                index, "bad-metadata", Severity.WARNING, f"metadata {key!r} is not a primitive: kept as JSON"
-            )
+            try:
+                out[str(key)] = json.dumps(raw)
+            except (ValueError, TypeError, RecursionError):  # 5,000-digit ints, absurd nesting
+                out[str(key)] = _short(raw, 400)
+            message = f"metadata {_short(key, 40)} is not a primitive: kept as JSON"
+            report.add(index, "bad-metadata", Severity.WARNING, message)
     return out
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return short(value, limit)

@@ -9,7 +9,29 @@ from dataclasses import dataclass, field
 from qupath_bridge.errors import GeoJSONError
 from qupath_bridge.objects import PathObject
 
-__all__ = ["Issue", "ReadReport", "Severity"]
+__all__ = ["Issue", "ReadReport", "Severity", "json_short", "one_line", "short"]
+
+
+def short(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, never raising (a 5,000-digit int has no repr)."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # int beyond sys.int_info's digit limit, absurd nesting
+        text = f"<{type(value).__name__} too large to show>"
+    text = one_line(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def json_short(value: object, limit: int = 60) -> str:
+    """Like :func:`short`, but ``null``, ``true`` and ``false`` spelled as in the JSON file."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    return short(value, limit)
+
+
+def one_line(text: str) -> str:
+    """``text`` with every run of whitespace (newlines included) made one space."""
+    return " ".join(text.split())
 
 
 class Severity(str, enum.Enum):
@@ -71,16 +93,19 @@ class ReadReport:
     n_features: int = 0
     source: str = "<data>"
     strict: bool = True  # raise on unreadable features instead of recording them
+    # check each coordinate's JSON type (booleans among numbers); the loader turns it off for text
+    # in which no array holds a true/false token, so the common case stays at numpy speed
+    check_types: bool = True
 
     def add(self, index: int | None, code: str, severity: Severity, message: str) -> None:
-        """Record an issue."""
-        self.issues.append(Issue(index, code, severity, message))
+        """Record an issue (its message is made one line)."""
+        self.issues.append(Issue(index, code, severity, one_line(message)))
 
     def fail(self, index: int | None, code: str, message: str) -> None:
         """An unreadable feature: raise :class:`GeoJSONError`, or record it when not strict."""
         if self.strict:
             where = "" if index is None else f"feature {index}: "
-            raise GeoJSONError(f"{self.source}: {where}{message}")
+            raise GeoJSONError(one_line(f"{self.source}: {where}{message}"))
         self.add(index, code, Severity.ERROR, message)
 
     @property
@@ -93,7 +118,13 @@ class ReadReport:
         return sum(1 for i in self.issues if i.code == code)
 
     def summary(self, severities: tuple[Severity, ...] = (Severity.ERROR, Severity.WARNING)) -> str:
-        """One line per kind of issue, with counts and the first feature indices."""
+        """One line per kind of issue, with counts and the first feature indices (indented)."""
+        return "\n".join(f"  {line}" for line in self.summary_lines(severities))
+
+    def summary_lines(
+        self, severities: tuple[Severity, ...] = (Severity.ERROR, Severity.WARNING)
+    ) -> list[str]:
+        """One line per kind of issue: ``3 × code (features 1, 4, 9): first message``."""
         groups: dict[str, list[Issue]] = defaultdict(list)
         for issue in self.issues:
             if issue.severity in severities:
@@ -103,5 +134,5 @@ class ReadReport:
             where = sorted({i.index for i in issues if i.index is not None})
             shown = ", ".join(map(str, where[:10])) + (", ..." if len(where) > 10 else "")
             at = f" (features {shown})" if where else ""
-            lines.append(f"  {len(issues)} × {code}{at}: {issues[0].message}")
-        return "\n".join(lines)
+            lines.append(f"{len(issues)} × {code}{at}: {issues[0].message}")
+        return lines

@@ -11,6 +11,7 @@ __all__ = [
     "GeoJSONError",
     "GeoJSONWarning",
     "LabelImageError",
+    "MemoryLimitError",
     "ProjectError",
     "QuPathBridgeError",
     "QuPathBridgeWarning",
@@ -32,6 +33,10 @@ class GeoJSONError(QuPathBridgeError, ValueError):
 
 class LabelImageError(QuPathBridgeError, ValueError):
     """A label image or rasterisation request is not usable (wrong shape, dtype or classes)."""
+
+
+class MemoryLimitError(LabelImageError, MemoryError):
+    """A label image would need more memory than there is; the message gives the size and the fix."""
 
 
 class ProjectError(QuPathBridgeError, ValueError):

@@ -5,7 +5,7 @@ without the FeatureCollection option, possibly nested), bare geometries (become
 annotations, as in QuPath).  Files: ``.geojson``, ``.json``, ``.gz`` and ``.zip`` (the
 first ``.geojson``/``.json`` entry).  Plain RFC 7946 / DSA GeoJSON is read as
 annotations with a warning.  Every repair (open rings closed, self-intersections fixed,
-z dropped, empty geometries skipped) is counted and summarised in one warning.
+z dropped, empty geometries skipped) is counted and summarised: one warning line per kind.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from qupath_bridge._parse_properties import (
     parse_object_type,
 )
 from qupath_bridge._perf import paused_gc
-from qupath_bridge._report import ReadReport, Severity
+from qupath_bridge._report import ReadReport, Severity, json_short, short
 from qupath_bridge.errors import GeoJSONError, GeoJSONWarning
 from qupath_bridge.geometry import invalid_polygonal, repair_polygonal
 from qupath_bridge.objects import ObjectType, PathObject
@@ -41,6 +41,8 @@ _KNOWN_PROPERTIES = {
 }  # fmt: skip
 _QUPATH_MARKERS = ("objectType", "object_type", "classification", "isLocked", "measurements")
 _BARE = "\x00bare-geometry"  # marks a Feature made here around a bare geometry
+_LARGE_TEXT = 1 << 20  # a text property longer than this (1 MB) is worth a word
+_DEEP = "nested too deeply to read (child objects or arrays); the file is damaged or not GeoJSON"
 
 
 def read_geojson(source: GeoJSONSource) -> list[PathObject]:
@@ -68,18 +70,17 @@ def read_geojson(source: GeoJSONSource) -> list[PathObject]:
     Warns
     -----
     GeoJSONWarning
-        Once per call, summarising what was repaired, converted or skipped, with counts
-        and feature indices (see :func:`read_geojson_report` for the details).
+        One single-line warning per kind of change (repaired, converted or skipped), with
+        counts and feature indices, after one saying how many features were skipped, if
+        any (see :func:`read_geojson_report` for the details).
     """
     report = read_geojson_report(source)
-    text = report.summary()
-    if text:
-        warnings.warn(
-            f"{report.source}: read {len(report.objects)} of {report.n_features} features with changes:\n"
-            + text,
-            GeoJSONWarning,
-            stacklevel=2,
-        )
+    lines = report.summary_lines()
+    skipped = report.n_features - len(report.objects)
+    if skipped:
+        lines.insert(0, f"read {len(report.objects)} of {report.n_features} features: {skipped} skipped")
+    for line in lines:
+        warnings.warn(f"{report.source}: {line}", GeoJSONWarning, stacklevel=2)
     return report.objects
 
 
@@ -92,14 +93,20 @@ def read_geojson_report(source: GeoJSONSource, *, strict: bool = True) -> ReadRe
     report = ReadReport(strict=strict)
     with paused_gc():
         data = load_json(source, report)
-        features = _features(data, report)
-        report.n_features = len(features)
-        layouts = [_layout(feature) for feature in features]
-        for index, feature in enumerate(features):
-            obj = _parse_feature(feature, index, report)
-            if obj is not None:
-                report.objects.append(obj)
-                report.object_indices.append(index)
+        try:
+            features = _features(data, report)
+            report.n_features = len(features)
+            layouts = [_layout(feature) for feature in features]
+            for index, feature in enumerate(features):
+                obj = _parse_feature(feature, index, report)
+                if obj is not None:
+                    report.objects.append(obj)
+                    report.object_indices.append(index)
+        except RecursionError as exc:  # parsed dicts/lists given directly skip the loader's depth scan
+            raise GeoJSONError(f"{report.source}: {_DEEP}") from exc
+    if not features:
+        message = "holds no features (an empty export?): nothing was read"
+        report.add(None, "no-features", Severity.WARNING, message)
     kinds = set(layouts)
     report.layout = kinds.pop() if len(kinds) == 1 else "mixed" if kinds else "empty"
     n_foreign = layouts.count("foreign")
@@ -107,31 +114,35 @@ def read_geojson_report(source: GeoJSONSource, *, strict: bool = True) -> ReadRe
         message = f"{n_foreign} feature(s) carry no QuPath properties (plain GeoJSON): read as annotations"
         report.add(None, "foreign-geojson", Severity.WARNING, message)
     _repair_invalid(report)
+    _unique_ids(report)
     return report
 
 
 def _features(data: Any, report: ReadReport) -> list[dict]:
     if isinstance(data, list):
         report.container = "array"
-        return [f for item in data for f in _flatten(item, report)]
+        return [f for i, item in enumerate(data) for f in _flatten(item, report, f"array item {i}")]
     if isinstance(data, dict):
         kind = data.get("type")
         report.container = kind if kind in ("FeatureCollection", "Feature") else "geometry"
-        return _flatten(data, report)
+        return _flatten(data, report, "the top level")
     raise GeoJSONError(
-        f"{report.source}: top level is {type(data).__name__}; expected a GeoJSON object or array"
+        f"{report.source}: the top level is {_json_kind(data)} {json_short(data, 40)}, not GeoJSON; expected "
+        "a FeatureCollection, a Feature, a geometry or an array of them"
     )
 
 
-def _flatten(item: Any, report: ReadReport) -> list[dict]:
+def _flatten(item: Any, report: ReadReport, where: str) -> list[dict]:
     kind = item.get("type") if isinstance(item, dict) else None
     if isinstance(item, list):
-        return [f for sub in item for f in _flatten(sub, report)]
+        return [f for i, sub in enumerate(item) for f in _flatten(sub, report, f"{where}, item {i}")]
     if kind == "FeatureCollection":
         features = item.get("features")
         if not isinstance(features, list):
+            got = "no 'features' list" if "features" not in item else f"'features' = {short(features)}"
             raise GeoJSONError(
-                f"{report.source}: FeatureCollection 'features' must be a list, got {features!r:.60}"
+                f"{report.source}: {where} is a FeatureCollection with {got}; it needs a list of "
+                "Features ('features': [] when empty)"
             )
         return features
     if kind == "Feature":
@@ -140,13 +151,32 @@ def _flatten(item: Any, report: ReadReport) -> list[dict]:
         return [{"type": "Feature", "geometry": item, "properties": {}, _BARE: True}]
     if isinstance(item, dict) and ("pathClasses" in item or "names" in item or "colorRGB" in item):
         raise GeoJSONError(
-            f"{report.source}: this is a QuPath class, not GeoJSON; use qupath_bridge.read_classification "
-            "(one class) or read_class_list (classes.json)"
+            f"{report.source}: {where} is a QuPath class or class list (classes.json), not GeoJSON objects; "
+            "export the objects in QuPath (File › Objects data › Export as GeoJSON)"
         )
+    if isinstance(item, dict) and "type" not in item:
+        keys = short(sorted(map(str, item))[:6], 80)
+        found = f"a JSON object without a GeoJSON 'type' (keys {keys})"
+    elif isinstance(item, dict):
+        found = f"a JSON object of type {short(kind)}"
+    else:
+        found = f"{_json_kind(item)} {json_short(item, 40)}"
     raise GeoJSONError(
-        f"{report.source}: JSON object of type {kind!r} is not GeoJSON; expected FeatureCollection, "
+        f"{report.source}: {where} is {found}, not GeoJSON; expected FeatureCollection, "
         f"Feature, a geometry ({', '.join(GEOMETRY_TYPES)}) or an array of them"
     )
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a JSON boolean"
+    if isinstance(value, int | float):
+        return "a JSON number"
+    if isinstance(value, str):
+        return "a JSON string"
+    if value is None:
+        return "JSON"
+    return "a JSON array" if isinstance(value, list) else "a JSON object"
 
 
 def _layout(feature: Any) -> str:
@@ -170,11 +200,11 @@ def _layout(feature: Any) -> str:
 
 def _parse_feature(feature: Any, index: int, report: ReadReport) -> PathObject | None:
     if not isinstance(feature, dict):
-        report.fail(index, "not-a-feature", f"expected a Feature object, got {feature!r:.60}")
+        report.fail(index, "not-a-feature", f"expected a Feature object, got {short(feature)}")
         return None
     props = feature.get("properties") or {}
     if not isinstance(props, dict):
-        report.add(index, "bad-properties", Severity.WARNING, f"properties {props!r:.60} ignored")
+        report.add(index, "bad-properties", Severity.WARNING, f"properties {short(props)} ignored")
         props = {}
     if props.get(DUPLICATES):
         report.add(
@@ -183,6 +213,13 @@ def _parse_feature(feature: Any, index: int, report: ReadReport) -> PathObject |
             Severity.INFO,
             f"duplicated key(s) {props[DUPLICATES]} in properties (QuPath 0.5–0.7 writer quirk): merged",
         )
+    for key, value in props.items():
+        if isinstance(value, str) and len(value) > _LARGE_TEXT:
+            message = (
+                f"property {short(key, 40)} holds {len(value) / 2**20:,.1f} MB of text: kept as it is "
+                "(QuPath keeps only the properties it knows)"
+            )
+            report.add(index, "large-property", Severity.WARNING, message)
     geometry = parse_geometry(feature.get("geometry"), index, report)
     if geometry is None:
         return None
@@ -222,7 +259,7 @@ def _children(props: dict, index: int, report: ReadReport) -> list:
     value = props.get("childObjects") or props.get("children") or []
     if isinstance(value, list):
         return value
-    message = f"child objects {value!r:.60} are not a list: ignored"
+    message = f"child objects {short(value)} are not a list: ignored"
     report.add(index, "bad-children", Severity.WARNING, message)
     return []
 
@@ -232,14 +269,14 @@ def _parse_name(value: Any, index: int, report: ReadReport) -> str | None:
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)  # as QuPath's getAsString does
-    report.add(index, "bad-name", Severity.WARNING, f"name {value!r:.60} is not text: ignored")
+    report.add(index, "bad-name", Severity.WARNING, f"name {short(value)} is not text: ignored")
     return None
 
 
 def _parse_object_color(value: Any, index: int, report: ReadReport) -> tuple[int, ...] | None:
     color = parse_color(value)
     if color is None and value is not None:
-        message = f"object colour {value!r:.60} unreadable (QuPath reads [r, g, b] or an int): ignored"
+        message = f"object colour {short(value)} unreadable (QuPath reads [r, g, b] or an int): ignored"
         report.add(index, "bad-color", Severity.WARNING, message)
     return color
 
@@ -253,7 +290,7 @@ def _parse_id(value: Any, index: int, report: ReadReport) -> str | None:
             return value
         except ValueError:
             pass
-    message = f"id {value!r:.60} is not a UUID: QuPath (and write_geojson) give the object a new one"
+    message = f"id {short(value)} is not a UUID: QuPath (and write_geojson) give the object a new one"
     report.add(index, "non-uuid-id", Severity.WARNING, message)
     return None
 
@@ -282,7 +319,24 @@ def _repair_invalid(report: ReadReport) -> None:
     report.object_indices[:] = kept_indices
 
 
+def _unique_ids(report: ReadReport) -> None:
+    """A repeated id stays with its first object; later ones get a new id (None) with a warning."""
+    first: dict[str, int] = {}
+    for i, (obj, index) in enumerate(zip(report.objects, report.object_indices)):
+        if obj.id is None:
+            continue
+        if obj.id not in first:
+            first[obj.id] = index
+            continue
+        message = (
+            f"id {obj.id} is also the id of feature {first[obj.id]}: this object gets a new id "
+            "(QuPath 0.4+ would keep both until its refreshDuplicateIDs() command is run)"
+        )
+        report.add(index, "duplicate-id", Severity.WARNING, message)
+        report.objects[i] = dataclasses.replace(obj, id=None)
+
+
 def _repaired(geometry: shapely.Geometry, index: int, what: str, report: ReadReport) -> shapely.Geometry:
-    message = f"invalid {what} ({shapely.is_valid_reason(geometry)}): repaired with make_valid"
+    message = f"invalid {what} ({shapely.is_valid_reason(geometry)}): repaired, keeping the area it encloses"
     report.add(index, "invalid-polygon", Severity.WARNING, message)
     return repair_polygonal(geometry)

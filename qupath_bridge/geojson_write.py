@@ -161,7 +161,7 @@ def feature_from_object(
             feature_from_object(child, layout=layout, decimals=decimals) for child in obj.children
         ]
     for key, value in obj.extra.items():
-        props.setdefault(key, value)
+        props.setdefault(key, _json_safe(value))
     feature["properties"] = props
     return feature
 
@@ -227,6 +227,19 @@ def _qupath_number(value: float) -> float | str:
     if math.isfinite(value):
         return value
     return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+
+
+def _json_safe(value: Any) -> Any:
+    """An unknown property as strict JSON: non-finite numbers become QuPath's "NaN"/"Infinity" strings."""
+    if isinstance(value, float):
+        return _qupath_number(value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**300:
+        return "Infinity" if value > 0 else "-Infinity"  # beyond a double, as Gson reads it
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
 
 
 def _valid(objects: list[PathObject]) -> list[PathObject]:

@@ -123,4 +123,11 @@ def repair_polygonal(geometry: shapely.Geometry) -> shapely.Geometry:
     parts = polygonal_parts(fixed)
     if not parts:
         return shapely.Polygon()
-    return parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts)
+    if len(parts) == 1:
+        return parts[0]
+    joined = shapely.MultiPolygon(parts)
+    if joined.is_valid:
+        return joined
+    # parts of a collection may share an edge, which a MultiPolygon may not: merge them
+    merged = polygonal_parts(shapely.unary_union(parts))
+    return merged[0] if len(merged) == 1 else shapely.MultiPolygon(merged)

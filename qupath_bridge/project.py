@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlparse
 
 from qupath_bridge._files import atomic_write
 from qupath_bridge._parse_properties import parse_classification, parse_color
-from qupath_bridge._report import ReadReport
+from qupath_bridge._report import ReadReport, short
 from qupath_bridge.errors import ProjectError, QuPathFileNotFoundError
 from qupath_bridge.objects import Classification, class_color, packed_argb
 
@@ -27,6 +27,9 @@ __all__ = [
     "read_project",
     "write_class_list",
 ]
+
+
+_MAX_PROJECT_BYTES = 256 * 2**20  # a project.qpproj of 10,000 images is a few MB
 
 
 @dataclass(frozen=True)
@@ -87,12 +90,13 @@ def read_class_list(path: str | os.PathLike) -> list[Classification]:
     data = _load(path)
     entries = data.get("pathClasses") if isinstance(data, dict) else None
     if not isinstance(entries, list):
-        raise ProjectError(f"{path}: expected {{'pathClasses': [...]}}, got keys {list(data)[:5]}")
+        got = f"keys {short(list(data)[:5], 80)}" if isinstance(data, dict) else short(data, 40)
+        raise ProjectError(f"{path}: expected {{'pathClasses': [...]}}, got {got}")
     out = []
     for i, entry in enumerate(entries):
         name = entry.get("name") if isinstance(entry, dict) else None
         if not isinstance(name, str) or not name:
-            raise ProjectError(f"{path}: class {i} has no name: {entry!r:.80}")
+            raise ProjectError(f"{path}: class {i} has no name: {short(entry, 80)}")
         color = parse_color(entry.get("color"))
         out.append(Classification.from_name(name, color if color is not None else class_color(name)))
     return out
@@ -115,7 +119,7 @@ def read_classification(source: str | os.PathLike | dict) -> Classification:
     report = ReadReport()
     cls = parse_classification(data, 0, report)
     if cls is None:
-        raise ProjectError(f"not a QuPath classification: {data!r:.80}")
+        raise ProjectError(f"not a QuPath classification: {short(data, 80)}")
     return cls
 
 
@@ -132,6 +136,13 @@ def read_project(path: str | os.PathLike) -> list[ProjectImage]:
 
 
 def _image(entry: dict, index: int, path: Path) -> ProjectImage:
+    try:
+        return _image_entry(entry, index)
+    except (AttributeError, TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise ProjectError(f"{path}: image entry {index} is malformed ({short(str(exc), 120)})") from exc
+
+
+def _image_entry(entry: dict, index: int) -> ProjectImage:
     server = entry.get("serverBuilder") or {}
     meta = server.get("metadata") or {}
     calibration = (meta.get("pixelCalibration") or {}).get("pixelWidth") or {}
@@ -139,25 +150,38 @@ def _image(entry: dict, index: int, path: Path) -> ProjectImage:
     uri = server.get("uri")
     if uri is None and isinstance(server.get("builder"), dict):  # rotated/sparse servers wrap the builder
         uri = server["builder"].get("uri")
-    try:
-        return ProjectImage(
-            entry_id=int(entry.get("entryID", index + 1)),
-            name=str(entry.get("imageName") or meta.get("name") or f"image {index}"),
-            uri=uri,
-            width=meta.get("width"),
-            height=meta.get("height"),
-            downsamples=tuple(float(level["downsample"]) for level in meta.get("levels", [])),
-            mpp=float(mpp) if mpp is not None else None,
-            server=server,
-        )
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ProjectError(f"{path}: image entry {index} is malformed ({exc})") from exc
+    return ProjectImage(
+        entry_id=int(entry.get("entryID", index + 1)),
+        name=str(entry.get("imageName") or meta.get("name") or f"image {index}"),
+        uri=uri,
+        width=meta.get("width"),
+        height=meta.get("height"),
+        downsamples=tuple(float(level["downsample"]) for level in meta.get("levels", [])),
+        mpp=float(mpp) if mpp is not None else None,
+        server=server,
+    )
 
 
 def _load(path: Path) -> Any:
+    if path.is_dir():
+        raise ProjectError(f"{path} is a folder; give the QuPath JSON file (classes.json, project.qpproj)")
     if not path.is_file():
         raise QuPathFileNotFoundError(f"QuPath file not found: {path}")
+    size = path.stat().st_size
+    if size > _MAX_PROJECT_BYTES:
+        raise ProjectError(f"{path}: {size / 2**20:,.0f} MB is far more than a QuPath project or class list")
     try:
-        return json.loads(path.read_text(encoding="utf-8-sig"))
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        why = f"byte {exc.start:,} is not UTF-8 text"
+        raise ProjectError(f"{path}: not a QuPath JSON text file ({why})") from exc
+    except OSError as exc:
+        raise ProjectError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ProjectError(f"{path}: not valid JSON at line {exc.lineno}: {exc.msg}") from exc
+    except RecursionError as exc:
+        raise ProjectError(f"{path}: JSON nested too deeply; the file is damaged") from exc
+    except ValueError as exc:  # an integer beyond Python's digit limit
+        raise ProjectError(f"{path}: holds a number thousands of digits long; the file is damaged") from exc

@@ -18,7 +18,8 @@ import numpy as np
 import shapely
 from skimage.draw import line as draw_line
 
-from qupath_bridge.errors import GeoJSONWarning, LabelImageError
+from qupath_bridge._report import short
+from qupath_bridge.errors import GeoJSONWarning, LabelImageError, MemoryLimitError
 from qupath_bridge.geometry import xy_to_rc
 from qupath_bridge.objects import PathObject
 
@@ -44,6 +45,7 @@ def objects_to_labels(
     class_names: Sequence[str] | None = None,
     labels_from: str | None = None,
     dtype: np.dtype | type | None = None,
+    outside: str = "clip",
 ) -> np.ndarray:
     """Rasterise objects into a label image.
 
@@ -69,6 +71,12 @@ def objects_to_labels(
         ``"Label"`` written by :func:`labels_to_objects`).
     dtype : numpy dtype, optional
         Default: the smallest unsigned integer type holding the largest label.
+    outside : {"clip", "check"}
+        ``clip`` (default, for tiles and crops): objects beyond the image are drawn only
+        where they reach into it, silently.  ``check`` (a whole image at a pyramid level):
+        raise :class:`LabelImageError` when objects were given and none reaches into the
+        image (wrong level, downsample or image), and warn when some lie wholly or partly
+        outside it; both messages give the objects' and the image's level-0 bounds.
 
     Returns
     -------
@@ -78,24 +86,66 @@ def objects_to_labels(
     Raises
     ------
     LabelImageError
-        A class not in ``class_names``, a missing or non-integer ``labels_from`` value, or
-        a bad ``shape``/``downsample``.
+        A class not in ``class_names``, a missing or non-integer ``labels_from`` value, a
+        bad ``shape``/``downsample``, or (``outside="check"``) no object inside the image.
     """
+    if outside not in ("clip", "check"):
+        raise LabelImageError(f"outside must be 'clip' or 'check', got {outside!r}")
     rows, cols = _check_shape(shape, downsample)
     values = _label_values(objects, LabelMode(mode), class_names, labels_from)
     dtype = np.dtype(dtype) if dtype is not None else _smallest_dtype(int(values.max(initial=0)))
-    out = np.zeros((rows, cols), dtype=dtype)
+    try:
+        out = np.zeros((rows, cols), dtype=dtype)
+    except (MemoryError, ValueError) as exc:  # numpy: ValueError beyond the address space
+        size = rows * cols * dtype.itemsize / 2**30
+        raise MemoryLimitError(
+            f"a {rows:,} x {cols:,} {dtype} label image needs {size:,.1f} GiB, more memory than is free; "
+            "use a coarser level or a larger downsample (or a smaller shape)"
+        ) from exc
     areal: list[int] = []
     linear: list[int] = []
     for i, obj in enumerate(objects):
         if values[i] == 0 or obj.geometry is None or obj.geometry.is_empty:
             continue
         (areal if obj.geometry.geom_type in ("Polygon", "MultiPolygon") else linear).append(i)
+    if outside == "check":
+        _check_inside([objects[i] for i in sorted(areal + linear)], rows, cols, downsample, origin_xy)
     edges = _edges([objects[i].geometry for i in areal], np.array(areal), downsample, origin_xy)
     _fill(out, *_crossings(edges, rows), values)
     for i in linear:
         _draw_linear(out, objects[i].geometry, values[i], downsample, origin_xy)
     return out
+
+
+def _check_inside(
+    objects: list[PathObject], rows: int, cols: int, downsample: float, origin_xy: tuple[float, float]
+) -> None:
+    """Refuse when no object reaches into the image; warn when some lie (partly) outside it."""
+    if not objects:
+        return
+    bounds = shapely.bounds(np.array([o.geometry for o in objects], dtype=object))
+    x0, y0 = origin_xy
+    x1, y1 = x0 + cols * downsample, y0 + rows * downsample
+    minx, miny, maxx, maxy = bounds.T
+    away = (maxx < x0) | (minx > x1) | (maxy < y0) | (miny > y1)
+    beyond = (minx < x0) | (maxx > x1) | (miny < y0) | (maxy > y1)
+    span = (
+        f"the objects span x {minx.min():,.0f}..{maxx.max():,.0f}, y {miny.min():,.0f}..{maxy.max():,.0f} "
+        f"(level-0 px); the image covers x {x0:,.0f}..{x1:,.0f}, y {y0:,.0f}..{y1:,.0f} "
+        f"({rows:,} x {cols:,} px at downsample {downsample:g})"
+    )
+    if away.all():
+        raise LabelImageError(
+            f"none of the {len(objects):,} objects lies on the label image: {span}; were they drawn on "
+            "another image, or is the level, downsample or shape wrong?"
+        )
+    if beyond.any():
+        warnings.warn(
+            f"{int(beyond.sum()):,} of {len(objects):,} objects lie wholly or partly "
+            f"outside the label image, drawn only where they reach into it: {span}",
+            GeoJSONWarning,
+            stacklevel=3,
+        )
 
 
 def _check_shape(shape: tuple[int, int], downsample: float) -> tuple[int, int]:
@@ -134,13 +184,16 @@ def _label_values(
             unclassified += 1
             values.append(0)
         elif obj.class_name not in index:
-            message = f"object {i}: class {obj.class_name!r} is not in class_names {names}; add it there"
+            message = (
+                f"object {i}: class {short(obj.class_name)} is not in class_names {short(names, 200)}; "
+                "add it there"
+            )
             raise LabelImageError(message)
         else:
             values.append(index[obj.class_name])
     if unclassified:
         warnings.warn(
-            f"objects_to_labels: {unclassified} unclassified object(s) not drawn in class mode",
+            f"{unclassified} unclassified object(s) not drawn: class labels need a class",
             GeoJSONWarning,
             stacklevel=3,
         )

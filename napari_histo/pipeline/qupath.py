@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import uuid
+import warnings
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -20,10 +22,12 @@ import numpy as np
 import qupath_bridge as qb
 from napari_histo.core.tile_labels import AnnotationRegion
 from napari_histo.core.tiling import TileGrid
+from napari_histo.errors import InvalidParameterError
 from napari_histo.models.engine import TilePredictions
 
 __all__ = [
     "annotation_regions",
+    "check_regions_on_slide",
     "read_annotation_regions",
     "tile_objects",
     "write_prediction_geojson",
@@ -90,9 +94,109 @@ def write_prediction_geojson(result: TilePredictions, path: str | os.PathLike[st
                                class_names=spec.class_names, class_colors=spec.class_colors)  # fmt: skip
 
 
-def read_annotation_regions(path: str | os.PathLike[str]) -> list[AnnotationRegion]:
-    """Polygons and class names of the annotations in a QuPath GeoJSON export (level-0 row, col)."""
-    return annotation_regions(qb.read_geojson(Path(path)))
+def read_annotation_regions(
+    path: str | os.PathLike[str],
+    *,
+    slide_shape: tuple[int, int] | None = None,
+    slide_name: str = "the slide",
+) -> list[AnnotationRegion]:
+    """Polygons and class names of the annotations in a QuPath GeoJSON export (level-0 row, col).
+
+    The file goes through ``qupath_bridge.read_geojson``, as ``histo qupath convert``
+    does, so a bad file is the same one-line ``GeoJSONError`` everywhere.  Raises
+    :class:`InvalidParameterError` when the file holds no annotation area or a class
+    name that cannot be a folder name; with ``slide_shape`` (level-0 rows, cols), see
+    :func:`check_regions_on_slide`.
+    """
+    path = Path(path)
+    objects = qb.read_geojson(path)
+    regions = annotation_regions(objects)
+    if not regions:
+        raise InvalidParameterError(
+            f"{path.name} has no annotation areas to keep tiles in ({_holding(objects)}); draw or export "
+            "annotations (polygons, rectangles, brush areas) in QuPath"
+        )
+    for name in sorted({r.class_name for r in regions}):
+        _check_folder_name(name, path.name)
+    if slide_shape is not None:
+        check_regions_on_slide(regions, slide_shape, annotations_name=path.name, slide_name=slide_name)
+    return regions
+
+
+def check_regions_on_slide(
+    regions: Sequence[AnnotationRegion],
+    slide_shape: tuple[int, int],
+    *,
+    annotations_name: str = "the annotations",
+    slide_name: str = "the slide",
+) -> None:
+    """Refuse annotations that all lie off the slide; warn when some reach beyond its edge.
+
+    Both messages give the annotations' and the slide's bounds in QuPath's level-0
+    ``x, y`` pixels, so a file exported from another image (or a crop) is recognised.
+
+    Raises
+    ------
+    InvalidParameterError
+        No region overlaps the slide's ``slide_shape`` (level-0 rows, cols).
+
+    Warns
+    -----
+    qupath_bridge.GeoJSONWarning
+        Some regions lie wholly or partly outside the slide.
+    """
+    if not regions:
+        return
+    rows, cols = slide_shape
+    # (row, col) pixel centres -> QuPath x, y: col + 0.5, row + 0.5
+    lows = np.array([r.exterior_rc.min(axis=0) for r in regions]) + 0.5
+    highs = np.array([r.exterior_rc.max(axis=0) for r in regions]) + 0.5
+    away = (highs[:, 0] <= 0) | (lows[:, 0] >= rows) | (highs[:, 1] <= 0) | (lows[:, 1] >= cols)
+    beyond = (lows[:, 0] < 0) | (highs[:, 0] > rows) | (lows[:, 1] < 0) | (highs[:, 1] > cols)
+    span = (
+        f"the annotations span x {lows[:, 1].min():,.0f}..{highs[:, 1].max():,.0f}, "
+        f"y {lows[:, 0].min():,.0f}..{highs[:, 0].max():,.0f} and {slide_name} is x 0..{cols:,}, "
+        f"y 0..{rows:,} (level-0 px)"
+    )
+    if away.all():
+        raise InvalidParameterError(
+            f"none of the {len(regions):,} annotation areas in {annotations_name} lies on {slide_name}: "
+            f"{span}; were they exported from another image (or from a crop of it)?"
+        )
+    if beyond.any():
+        warnings.warn(
+            f"{int(beyond.sum()):,} of {len(regions):,} annotation areas in {annotations_name} reach beyond "
+            f"{slide_name}; only tiles on the slide are kept: {span}",
+            qb.GeoJSONWarning,
+            stacklevel=2,
+        )
+
+
+def _holding(objects: Sequence[Any]) -> str:
+    if not objects:
+        return "it holds no objects"
+    kinds = Counter(
+        f"{o.object_type.value} {o.geometry.geom_type}" if o.object_type not in _NOT_REGIONS
+        else o.object_type.value
+        for o in objects
+    )  # fmt: skip
+    listed = ", ".join(f"{n:,} {kind}" for kind, n in kinds.most_common(4))
+    return f"it holds {len(objects):,} objects: {listed}"
+
+
+def _check_folder_name(name: str, source: str) -> None:
+    """Tiles go in one folder per class: refuse names that cannot be one folder."""
+    bad = (
+        name in (".", "..")
+        or any(c in name for c in "/\\\x00")
+        or len(name.encode("utf-8", "surrogatepass")) > 200
+    )
+    if bad:
+        shown = name if len(name) <= 60 else name[:57] + "..."
+        raise InvalidParameterError(
+            f"{source}: class {shown!r} cannot be a folder name for its tiles (no '/', '\\' or NUL, not "
+            "'..', at most 200 bytes); rename the class in QuPath and export again"
+        )
 
 
 def annotation_regions(objects: Sequence[Any]) -> list[AnnotationRegion]:
