@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from training.samples import Samples, decode_image
+from training.samples import DataError, Samples, decode_image
 
 __all__ = ["Batch", "PatchDataset", "iterate_batches"]
 
@@ -70,5 +70,11 @@ def iterate_batches(
         torch.utils.data.Subset(PatchDataset(samples, size), order[:stop].tolist()),
         batch_size=batch_size, num_workers=num_workers, pin_memory=torch.cuda.is_available(),
     )  # fmt: skip
-    for images, y in loader:
-        yield images, y, None
+    try:
+        for images, y in loader:
+            yield images, y, None
+    except DataError as exc:  # from a worker: the message holds its traceback; keep the error's own line
+        text = str(exc).strip()
+        if "Original Traceback" not in text:
+            raise
+        raise DataError(text.splitlines()[-1].split("Error: ", 1)[-1]) from exc

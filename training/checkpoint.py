@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from napari_histo.errors import UnsupportedModelError
+from napari_histo.models.weights import holds_code
 from training.config import ConfigError
 
 __all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint"]
@@ -45,7 +47,34 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A checkpoint written by :func:`save_checkpoint`; never runs code stored in the file.
+
+    Raises :class:`~napari_histo.errors.UnsupportedModelError` for a file that holds Python
+    objects besides tensors (not written by ``histo train``; refused unread) and
+    :class:`CheckpointError` for a damaged one.
+    """
+    import pickle
+    import zipfile
+
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise CheckpointError(f"{path}: unreadable checkpoint ({exc}); delete it to start again") from exc
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if holds_code(exc):
+            raise UnsupportedModelError(
+                f"{path}: holds Python objects besides tensors, so it was not written by histo train; it is "
+                "not loaded (unpickling it could run code). Delete it, or train into another folder "
+                "(name=...), to start afresh."
+            ) from exc
+        raise CheckpointError(
+            f"{path}: unreadable checkpoint (damaged, or not written by histo train); "
+            "delete it to start again"
+        ) from exc
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        reason = " ".join(str(exc).split())[:160]
+        raise CheckpointError(f"{path}: unreadable checkpoint ({reason}); delete it to start again") from exc
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(
+            f"{path}: holds a {type(state).__name__} without model weights, not a histo train checkpoint; "
+            "delete it to start again"
+        )
+    return state

@@ -141,15 +141,19 @@ def cluster_folders(
     """``histo cluster A/ B/``: patches of each folder (recursively) form one group."""
     import timm
 
+    from napari_histo.models.registry import check_architecture
     from napari_histo.models.weights import LOCAL_IMAGENET_FILES, load_imagenet_weights
-    from training.data import IMAGE_EXTENSIONS, decode_image
+    from training.data import IMAGE_EXTENSIONS, DataError, decode_image
 
+    check_architecture(architecture)
+    if len(folders) < 2:
+        raise DataError(f"{len(folders)} folder given; clustering compares two or more folders of patches")
     rng = np.random.default_rng(seed)
     images, groups = [], []
     for g, folder in enumerate(folders):
         files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
         if not files:
-            raise FileNotFoundError(f"{folder}: no image files")
+            raise DataError(f"{folder}: no image files ({', '.join(IMAGE_EXTENSIONS)}) in it or below it")
         for p in rng.permutation(np.array(files, dtype=object))[:max_samples]:
             images.append(decode_image(p, 96))
             groups.append(g)

@@ -9,6 +9,8 @@ the run before anything is loaded, naming the key and the allowed ones.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 import os
 import types
 import typing
@@ -168,49 +170,122 @@ class TrainingConfig:
     recipe_path: str = ""
 
 
+#: the largest recipe read: recipes are a few kB; more is not a recipe (or a YAML bomb)
+MAX_RECIPE_BYTES = 1024 * 1024
+
+
 def load_config(path: str | os.PathLike[str], overrides: list[str] | tuple[str, ...] = ()) -> TrainingConfig:
     """Read a recipe and apply ``key=value`` overrides (dotted keys, YAML values)."""
-    import yaml
-
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: recipe not found. Recipes shipped with napari-histo: training/recipes/")
+    if not path.is_file():
+        raise ConfigError(
+            f"{path}: is a folder, not a recipe; give a YAML file such as training/recipes/*.yaml"
+        )
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        size = path.stat().st_size
+        if size > MAX_RECIPE_BYTES:
+            raise ConfigError(
+                f"{path}: {size:,} bytes is far too large for a recipe; is this the right file?"
+            )
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not a text file (byte {exc.start} is not UTF-8); a recipe is YAML text, "
+            "see training/recipes/ for examples"
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    data = _parse_yaml(text, str(path))
+    if data is None:
+        raise ConfigError(
+            f"{path}: the recipe is empty; it needs at least the sections data and model, "
+            "see training/recipes/ for examples"
+        )
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a recipe is a mapping of sections, got {type(data).__name__}")
+        raise ConfigError(
+            f"{path}: a recipe is a mapping of sections (data:, model:, train: ...), got a YAML "
+            f"{_yaml_kind(data)}"
+        )
     data = apply_overrides(data, overrides)
     data["recipe_path"] = str(path.resolve())
     return config_from_dict(data, source=str(path))
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """``["train.batch_size=32", "model.weights=none"]`` applied to a copy of ``data``."""
-    import copy
-
+def _parse_yaml(text: str, where: str) -> Any:
     import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = exc.problem or exc.context or "syntax error"
+        raise ConfigError(f"{where}: not valid YAML ({problem}{at})") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML ({' '.join(str(exc).split())})") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{where}: YAML nested too deeply to be a recipe") from exc
+
+
+def _yaml_kind(value: Any) -> str:
+    names = {list: "list", str: "text", int: "number", float: "number", bool: "true/false"}
+    return names.get(type(value), type(value).__name__)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``["train.batch_size=32", "train.phases[0].lr=1e-4"]`` applied to a copy of ``data``."""
+    import copy
+    import re
 
     data = copy.deepcopy(data)
     for item in overrides:
         key, sep, raw = item.partition("=")
+        key = key.strip()
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set train.batch_size=32")
-        value = yaml.safe_load(raw) if raw else ""
-        node = data
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {item!r}: {part!r} is not a section")
-        node[parts[-1]] = value
+        value = _parse_yaml(raw, f"--set {item!r}") if raw.strip() else ""
+        node: Any = data
+        steps: list[str | int] = []
+        for part in key.split("."):
+            match = re.fullmatch(r"([A-Za-z_]\w*)((?:\[\d+\])*)", part.strip())
+            if match is None:
+                raise ConfigError(
+                    f"--set {item!r}: {part!r} is not a key; use dotted names such as train.batch_size "
+                    "or train.phases[0].lr"
+                )
+            steps.append(match[1])
+            steps += [int(i) for i in re.findall(r"\[(\d+)\]", match[2])]
+        for i, step in enumerate(steps[:-1]):
+            nxt = steps[i + 1]
+            if isinstance(step, int):
+                if not isinstance(node, list) or step >= len(node):
+                    size = len(node) if isinstance(node, list) else 0
+                    raise ConfigError(f"--set {item!r}: there is no item [{step}] (the list has {size})")
+                node = node[step]
+            else:
+                if not isinstance(node, dict):
+                    raise ConfigError(f"--set {item!r}: {step!r} is not inside a section")
+                node = node.setdefault(step, [] if isinstance(nxt, int) else {})
+        last = steps[-1]
+        if isinstance(last, int):
+            if not isinstance(node, list) or last > len(node):
+                raise ConfigError(f"--set {item!r}: there is no item [{last}] to set")
+            node[last : last + 1] = [value]
+        elif isinstance(node, dict):
+            node[last] = value
+        else:
+            raise ConfigError(f"--set {item!r}: {key.rsplit('.', 1)[0]!r} is not a section")
     return data
 
 
 def config_from_dict(data: dict[str, Any], source: str = "recipe") -> TrainingConfig:
     """Build a :class:`TrainingConfig`, rejecting unknown keys and wrong types."""
-    config = _build(TrainingConfig, data, "")
+    try:
+        config = _build(TrainingConfig, data, "")
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
     _check(config, source)
     return config
 
@@ -229,36 +304,53 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
+    section = where[:-1] if where else "a recipe"
     if not isinstance(data, dict):
-        raise ConfigError(f"{where or 'recipe'}: expected a mapping, got {data!r}")
+        raise ConfigError(f"{section}: expected a mapping of keys (key: value lines), got {_short(data)}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(names))
+    unknown = sorted((k for k in data if k not in names), key=str)
     if unknown:
+        shown = [n for n in names if n != "recipe_path"]  # set by load_config, not written in recipes
+        described = []
+        for key in unknown:
+            close = difflib.get_close_matches(str(key), shown, n=1, cutoff=0.6)
+            described.append(f"'{where}{key}'" + (f" (did you mean '{where}{close[0]}'?)" if close else ""))
         raise ConfigError(
-            f"unknown key {where + unknown[0]!r} in the recipe; allowed keys"
-            f"{' in ' + where[:-1] if where else ''}: {', '.join(names)}"
+            f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(described)} in the recipe; "
+            f"allowed keys{' in ' + section if where else ''}: {', '.join(shown)}"
         )
     kwargs = {name: _coerce(hints[name], data[name], where + name) for name in names if name in data}
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING
-                    and f.default_factory is dataclasses.MISSING]  # fmt: skip
-        raise ConfigError(f"{where or 'recipe'}: required key(s) {required} ({exc})") from exc
+    required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING and f.name not in kwargs]  # fmt: skip
+    if required:
+        raise ConfigError(
+            f"required key(s) {', '.join(where + r for r in required)} missing; "
+            "see training/recipes/ for examples"
+        )
+    return cls(**kwargs)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(hint)
     if dataclasses.is_dataclass(hint):
+        if value is None:  # an empty section ("augment:" with nothing below): the defaults
+            value = {}
         return _build(hint, value, key + ".")
+    if value is None:
+        raise ConfigError(f"{key}: has no value; give one or remove the key")
     if origin in (typing.Union, types.UnionType):
         return value
     if origin is tuple:
-        if isinstance(value, (str, int, float)):
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             value = [value]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
+            raise ConfigError(f"{key}: expected a list, got {_short(value)}")
         args = typing.get_args(hint)
         inner = args[0] if args else Any
         return tuple(_coerce(inner, v, f"{key}[{i}]") for i, v in enumerate(value))
@@ -266,22 +358,24 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         return tuple(value) if isinstance(value, list) else value
     if hint is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+            raise ConfigError(f"{key}: expected true or false, got {_short(value)}")
         return value
     if hint in (int, float):
         if isinstance(value, str):  # PyYAML reads 1e-4 (no dot) as text
             try:
                 value = float(value)
             except ValueError:
-                raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+                raise ConfigError(f"{key}: expected a number, got {_short(value)}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
+            raise ConfigError(f"{key}: expected a number, got {_short(value)}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         if hint is int and float(value) != int(value):
             raise ConfigError(f"{key}: expected a whole number, got {value!r}")
         return hint(value)
     if hint is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ConfigError(f"{key}: expected text, got {value!r}")
+            raise ConfigError(f"{key}: expected text, got {_short(value)}")
         return str(value)
     return value
 
@@ -302,11 +396,79 @@ _PHASE_CHOICES = {
 }
 
 
+def _between(low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> Any:
+    def ok(v: float) -> bool:
+        return (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+
+    return ok
+
+
+#: (section, key, test, what a good value is); sections' values are numbers already
+_RANGES: tuple[tuple[str, str, Any, str], ...] = (
+    ("data", "tile_mpp", _between(0.01, 100), "a µm/px between 0.01 and 100 (0.25 to 2 is usual)"),
+    ("data", "tile_px", _between(8, 8192), "a tile edge of 8 to 8192 pixels"),
+    ("data", "min_tissue", _between(0, 1), "a fraction from 0 to 1"),
+    ("data", "valid_fraction", _between(0, 1, high_open=True), "a fraction from 0 to below 1 (0.2 is usual)"),
+    ("data", "test_fraction", _between(0, 1, high_open=True), "a fraction from 0 to below 1"),
+    ("data", "max_per_class", _between(0, math.inf), "0 (all) or a number of patches"),
+    ("data", "synthetic_per_class", _between(2, 1_000_000), "2 or more patches"),
+    ("data", "synthetic_px", _between(8, 4096), "a patch edge of 8 to 4096 pixels"),
+    ("model", "input_size", lambda v: v == 0 or 8 <= v <= 4096, "0 (the patch size) or 8 to 4096 pixels"),
+    ("model", "patch_size_pixels", lambda v: v == 0 or 8 <= v <= 8192, "0 (the data's) or 8 to 8192 pixels"),
+    ("model", "spacing_um_px", _between(0.01, 100), "a µm/px between 0.01 and 100"),
+    ("model", "drop_rate", _between(0, 1, high_open=True), "a fraction from 0 to below 1"),
+    ("augment", "rotate_deg", _between(0, 180), "degrees from 0 to 180"),
+    ("augment", "shift", _between(0, 1, high_open=True), "a fraction of the patch from 0 to below 1"),
+    ("augment", "zoom", _between(0, 1, high_open=True), "a fraction from 0 to below 1 (0.1 = ±10 %)"),
+    ("augment", "shear_deg", _between(0, 60), "degrees from 0 to 60"),
+    ("augment", "brightness", _between(0, 1), "a fraction from 0 to 1"),
+    ("augment", "contrast", _between(0, 1), "a fraction from 0 to 1"),
+    ("augment", "hed_sigma", _between(0, 1), "from 0 to 1 (0.03 is usual)"),
+    ("train", "batch_size", _between(1, 1_000_000), "1 or more patches per batch (32 or 64 is usual)"),
+    ("train", "grad_accum", _between(1, 100_000), "1 or more batches"),
+    ("train", "early_stopping", _between(0, math.inf), "0 (off) or a number of epochs"),
+    ("train", "num_workers", _between(0, 1024), "0 or more DataLoader processes"),
+    ("train", "max_steps_per_epoch", _between(0, math.inf), "0 (all) or a number of steps"),
+    ("train", "seed", _between(0, 2**63 - 1), "a whole number from 0"),
+    ("ssl", "epochs", _between(1, 1_000_000), "1 or more epochs"),
+    ("ssl", "lr", _between(0, 10, low_open=True), "a learning rate above 0 (1e-3 is usual)"),
+    ("ssl", "temperature", _between(0, 100, low_open=True), "above 0 (0.5 is usual)"),
+    ("ssl", "batch_size", _between(2, 1_000_000), "2 or more patches (pairs of views need two)"),
+    ("ssl", "projection_dim", _between(1, 65536), "1 or more"),
+    ("clustering", "pca_dims", _between(1, 1024), "1 or more dimensions"),
+    ("clustering", "max_samples", _between(2, math.inf), "2 or more patches"),
+)
+_PHASE_RANGES: tuple[tuple[str, Any, str], ...] = (
+    ("epochs", _between(1, 1_000_000), "1 or more epochs"),
+    ("lr", _between(0, 10, low_open=True),
+     "a learning rate above 0 (1e-4 to 1e-2 is usual; to keep layers fixed use trainable: head or "
+     "from:<stage>)"),
+    ("weight_decay", _between(0, 1), "from 0 to 1 (1e-4 is usual)"),
+    ("momentum", _between(0, 1, high_open=True), "from 0 to below 1 (0.9 is usual)"),
+    ("factor", _between(0, 1, low_open=True, high_open=True), "above 0 and below 1 (0.1 is usual)"),
+    ("patience", _between(0, math.inf), "0 or more epochs"),
+    ("step_size", _between(1, math.inf), "1 or more epochs"),
+    ("gamma", _between(0, 1, low_open=True), "above 0 and at most 1 (0.9 is usual)"),
+)  # fmt: skip
+
+
 def _check(config: TrainingConfig, source: str) -> None:
     for (section, key), allowed in _CHOICES.items():
         value = getattr(getattr(config, section), key)
         if value not in allowed:
-            raise ConfigError(f"{source}: {section}.{key} = {value!r}; choose one of {', '.join(allowed)}")
+            close = difflib.get_close_matches(str(value), allowed, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(
+                f"{source}: {section}.{key} = {value!r}{hint}; choose one of {', '.join(allowed)}"
+            )
+    for section, key, ok, what in _RANGES:
+        value = getattr(getattr(config, section), key)
+        if not ok(value):
+            raise ConfigError(f"{source}: {section}.{key} = {value!r}; give {what}")
+    if not config.train.phases:
+        raise ConfigError(
+            f"{source}: train.phases is empty; give at least one phase, e.g. [{{epochs: 5, lr: 1e-3}}]"
+        )
     for i, phase in enumerate(config.train.phases):
         for key, allowed in _PHASE_CHOICES.items():
             value = getattr(phase, key)
@@ -314,18 +476,39 @@ def _check(config: TrainingConfig, source: str) -> None:
                 raise ConfigError(
                     f"{source}: train.phases[{i}].{key} = {value!r}; choose one of {', '.join(allowed)}"
                 )
-        if phase.epochs < 1:
-            raise ConfigError(f"{source}: train.phases[{i}].epochs = {phase.epochs}; give 1 or more epochs")
-        if not phase.lr >= 0:  # 0 is allowed: frozen weights (tests of early stopping use it)
-            raise ConfigError(f"{source}: train.phases[{i}].lr = {phase.lr}; the learning rate must be >= 0")
+        for key, ok, what in _PHASE_RANGES:
+            value = getattr(phase, key)
+            if not ok(value):
+                raise ConfigError(f"{source}: train.phases[{i}].{key} = {value!r}; give {what}")
         if not (phase.trainable in ("all", "head") or phase.trainable.startswith("from:")):
             raise ConfigError(
                 f"{source}: train.phases[{i}].trainable = {phase.trainable!r}; use all, head or "
                 "from:<stage>, e.g. from:blocks.5 (a parameter-name prefix)"
             )
-    if not config.train.phases:
-        raise ConfigError(f"{source}: train.phases is empty; give at least one phase")
+    data, model = config.data, config.model
+    if data.valid_fraction + data.test_fraction >= 1:
+        raise ConfigError(
+            f"{source}: data.valid_fraction + data.test_fraction = "
+            f"{data.valid_fraction + data.test_fraction:g} leaves nothing to train on; keep the sum below 1"
+        )
+    names = list(data.class_names)
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated or any(not n.strip() for n in names):
+        raise ConfigError(f"{source}: data.class_names = {names}; give each class one non-empty name")
+    if data.class_names and len(data.class_names) < 2:
+        raise ConfigError(f"{source}: data.class_names = {names}; a classifier needs two or more classes")
+    if (model.mean or model.std) and not (
+        len(model.mean) == 3 and len(model.std) == 3 and all(v > 0 for v in model.std)
+    ):
+        raise ConfigError(
+            f"{source}: model.mean = {list(model.mean)}, model.std = {list(model.std)}; give three values "
+            "each (red, green, blue), std above 0, or leave both out"
+        )
+    if not model.architecture.strip():
+        raise ConfigError(f"{source}: model.architecture is empty; give a timm name such as resnet18")
     if config.train.loss == "bce" and len(config.data.class_names) not in (0, 2):
         raise ConfigError(f"{source}: train.loss = bce needs two classes, got {config.data.class_names}")
-    if config.train.batch_size < 1 or config.train.grad_accum < 1:
-        raise ConfigError(f"{source}: train.batch_size and train.grad_accum must be >= 1")
+    if not config.name.strip() or Path(config.name).name != config.name or config.name in (".", ".."):
+        raise ConfigError(
+            f"{source}: name = {config.name!r}; the run's name is one plain folder name (no / or ..)"
+        )

@@ -182,7 +182,16 @@ def dedup(samples: Samples) -> Samples:
 def _hashes(samples: Samples) -> np.ndarray:
     if samples.images is not None:
         return np.array([hashlib.md5(img.tobytes()).hexdigest() for img in samples.images])
-    return np.array([hashlib.md5(Path(p).read_bytes()).hexdigest() for p in samples.paths])
+    return np.array([hashlib.md5(_read_patch(p)).hexdigest() for p in samples.paths])
+
+
+def _read_patch(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: patch file not found (moved or deleted since the list was made?)") from exc
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
 
 
 def _samples(paths, labels, names, groups, splits) -> Samples:  # type: ignore[no-untyped-def]
@@ -198,11 +207,27 @@ def _samples(paths, labels, names, groups, splits) -> Samples:  # type: ignore[n
 def _read_csv(path: Path) -> list[dict[str, str]]:
     if not path.exists():
         raise DataError(f"{path}: CSV not found")
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    missing = {"path", "label"} - set(rows[0] if rows else {})
+    if not path.is_file():
+        raise DataError(f"{path}: is a folder, not a CSV file")
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path}: not a text file (byte {exc.start} is not UTF-8); a label list is CSV text"
+        ) from exc
+    except csv.Error as exc:
+        raise DataError(f"{path}: not a readable CSV ({exc})") from exc
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    if not rows:
+        raise DataError(f"{path}: has no rows; it needs a header with path and label, then one row per patch")
+    missing = {"path", "label"} - set(rows[0])
     if missing:
         raise DataError(f"{path}: needs columns path and label; missing {sorted(missing)}")
+    blank = next((i for i, r in enumerate(rows, start=2) if not (r.get("path") or "").strip()), None)
+    if blank is not None:
+        raise DataError(f"{path}: line {blank} has no path; every row names its patch file")
     return rows
 
 

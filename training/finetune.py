@@ -8,10 +8,10 @@ writes that recipe into the run folder and trains exactly as ``histo train`` doe
         [--name fine-tuned] [--epochs 3] [--lr 1e-4] [--batch-size 32] [--quiet]
 
 The run folder is ``RUN_ROOT/NAME``: ``recipe.yaml`` (this recipe, rerun it with
-``histo train``), ``history.csv`` (one row per finished epoch, for progress), and at the
+``histo train``), ``history.csv`` (one row per epoch), ``progress.json`` (per batch, for the dock), and at the
 end ``model/`` (``model.json`` + ``weights.safetensors``), whose path is the last line
 printed on stdout.  A recipe or data error prints one ``error: ...`` line on stderr and
-exits with code 2.
+exits with the code ``histo`` uses for bad input (3; see ``histo --help``).
 """
 
 from __future__ import annotations
@@ -104,14 +104,18 @@ def finetune_config(
 
 def write_recipe(config: TrainingConfig, path: str | os.PathLike[str]) -> Path:
     """Write ``config`` as a YAML recipe that ``histo train`` (or :func:`load_config`) reads back."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(_recipe_text(config))
+    return path
+
+
+def _recipe_text(config: TrainingConfig) -> str:
     import yaml
 
     data = config_to_dict(config)
     data.pop("recipe_path", None)  # set by load_config from where the file is
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+    return str(yaml.safe_dump(data, sort_keys=False))
 
 
 @click.command(
@@ -145,7 +149,13 @@ def finetune(
     config = finetune_config(
         model_dir, tiles_root, run_root, epochs=epochs, lr=lr, batch_size=batch_size, name=name
     )
-    recipe = write_recipe(config, Path(config.output_dir) / config.name / RECIPE_FILE)
+    recipe = Path(config.output_dir) / config.name / RECIPE_FILE
+    if recipe.is_file() and recipe.read_text() != _recipe_text(config):
+        raise ConfigError(
+            f"{recipe.parent} holds a fine-tuning run made with other settings (its {RECIPE_FILE} differs); "
+            "choose another --name, or delete that folder to start afresh"
+        )
+    recipe = write_recipe(config, recipe)
     click.echo(f"recipe: {recipe}")
     command = (click.get_current_context().obj or {}).get("command", "python -m training.finetune")
     previous = os.environ.get("HISTO_TRAIN_COMMAND")
@@ -159,7 +169,7 @@ def finetune(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m training.finetune``: errors of the recipe or data are one line on stderr, exit 2."""
+    """``python -m training.finetune``: errors of the recipe or data are one line on stderr."""
     args = sys.argv[1:] if argv is None else list(argv)
     run_command(finetune, args, "python -m training.finetune",
                 obj={"command": "python -m training.finetune " + shlex.join(args)})  # fmt: skip

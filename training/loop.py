@@ -59,6 +59,8 @@ class Context:
     log: Callable[[dict[str, Any]], None] = lambda row: None
     progress: bool = True
     wrap: Callable[[Any], Any] | None = None  # DDP: re-wrapped per phase, after freezing
+    resume_key: dict[str, str] | None = None  # settings and data digest, stored in last.pt (see run.py)
+    on_step: Callable[[int, int, int], None] | None = None  # (epoch, steps done, steps) after each batch
 
 
 def prepare(images: torch.Tensor, ctx: Context, masks: torch.Tensor | None = None, train: bool = False):  # type: ignore[no-untyped-def]
@@ -115,13 +117,25 @@ def train_epoch(
     total, count, start = 0.0, 0, time.perf_counter()
     batches = iterate_batches(fold.samples, order, cfg.batch_size, pixels=fold.pixels, masks=fold.masks,
                               size=ctx.input_size, num_workers=cfg.num_workers, drop_last=True)  # fmt: skip
-    bar = _bar(batches, len(order) // cfg.batch_size or 1, "train", ctx)
+    steps = len(order) // cfg.batch_size or 1
+    bar = _bar(batches, steps, "train", ctx)
     optimizer.zero_grad(set_to_none=True)
     for step, (images, labels, masks) in enumerate(bar):
+        if ctx.on_step is not None and ctx.rank == 0:
+            ctx.on_step(epoch_seed, step, steps)
         x, masks = prepare(images, ctx, masks, train=True)
         y = masks.long() if ctx.segmentation else labels.to(ctx.device)
         with torch.autocast(ctx.device.type, dtype=torch.float16, enabled=amp):
-            loss = ctx.loss_fn(network(x), y)
+            try:
+                loss = ctx.loss_fn(network(x), y)
+            except ValueError as exc:
+                if "more than 1 value per channel" not in str(exc):
+                    raise
+                raise ConfigError(
+                    f"a training batch of {len(x)} patch(es) is too small for this network's BatchNorm "
+                    f"layers at {x.shape[-1]} px; use train.batch_size of 2 or more (and at least 2 "
+                    "training patches per batch)"
+                ) from exc
         if not torch.isfinite(loss):
             lr = optimizer.param_groups[0]["lr"]
             raise NonFiniteLossError(
@@ -139,6 +153,8 @@ def train_epoch(
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{total / count:.4f}")
     seconds = time.perf_counter() - start
+    if ctx.on_step is not None and ctx.rank == 0:
+        ctx.on_step(epoch_seed, steps, steps)
     return {"train_loss": total / max(count, 1), "images_per_s": count / max(seconds, 1e-9)}
 
 
@@ -189,11 +205,19 @@ def _add_counts(counts: Any, pred: torch.Tensor, y: torch.Tensor, k: int) -> lis
     return new
 
 
-def fit(network: Any, train: Fold, valid: Fold, ctx: Context, run_dir: Path) -> dict[str, Any]:
-    """Train through every phase; returns ``{"history", "best_score", "best_epoch", "stopped"}``."""
+def fit(
+    network: Any, train: Fold, valid: Fold, ctx: Context, run_dir: Path, saved: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Train through every phase; returns ``{"history", "best_score", "best_epoch", "stopped"}``.
+
+    ``saved`` is ``last.pt`` already read (and checked) by the caller; without it, ``last.pt``
+    is read here when ``train.resume`` is on.
+    """
     cfg = ctx.config.train
     mode = "min" if cfg.monitor == "loss" else "max"
-    state = _resume(run_dir, network, cfg.resume)
+    if saved is None and cfg.resume and (run_dir / LAST).exists():
+        saved = load_checkpoint(run_dir / LAST)
+    state = _resume(network, saved, run_dir / LAST)
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and ctx.device.type == "cuda")
     inner = getattr(network, "module", network)
     for p_index, phase in enumerate(cfg.phases):
@@ -206,9 +230,16 @@ def fit(network: Any, train: Fold, valid: Fold, ctx: Context, run_dir: Path) -> 
         optimizer = make_optimizer(phase, [p for p in inner.parameters() if p.requires_grad])
         scheduler = make_scheduler(phase, optimizer, mode)
         if state.get("optimizer") is not None and state["epoch"] > 0:
-            optimizer.load_state_dict(state.pop("optimizer"))
-            if scheduler is not None and state.get("scheduler"):
-                scheduler.load_state_dict(state.pop("scheduler"))
+            try:
+                optimizer.load_state_dict(state.pop("optimizer"))
+                if scheduler is not None and state.get("scheduler"):
+                    scheduler.load_state_dict(state.pop("scheduler"))
+            except (ValueError, KeyError) as exc:
+                raise ConfigError(
+                    f"{run_dir / LAST}: its optimiser state does not fit phase {p_index} of this recipe "
+                    f"({exc}); it was made with other settings. Run the recipe it was made with to resume, "
+                    "or start afresh in another folder (name=...) or with train.resume=false."
+                ) from exc
         for epoch in range(state["epoch"], phase.epochs):
             global_epoch = len(state["history"])
             row = {"phase": p_index, "epoch": epoch, "global_epoch": global_epoch,
@@ -234,7 +265,8 @@ def fit(network: Any, train: Fold, valid: Fold, ctx: Context, run_dir: Path) -> 
                 state["stopped"] = f"early stopping after {state['stale']} epochs without improvement"
             state.update(phase=p_index, epoch=epoch + 1)
             if ctx.rank == 0:
-                save_checkpoint(_snapshot(inner, optimizer, scheduler, state), run_dir / LAST)
+                snapshot = _snapshot(inner, optimizer, scheduler, state) | (ctx.resume_key or {})
+                save_checkpoint(snapshot, run_dir / LAST)
             if state.get("stopped"):
                 break
         state.update(phase=p_index + 1, epoch=0)
@@ -255,7 +287,7 @@ def _snapshot(network: Any, optimizer: Any, scheduler: Any, state: dict[str, Any
     }
 
 
-def _resume(run_dir: Path, network: Any, resume: bool) -> dict[str, Any]:
+def _resume(network: Any, saved: dict[str, Any] | None, path: Path) -> dict[str, Any]:
     fresh = {
         "phase": 0,
         "epoch": 0,
@@ -265,12 +297,18 @@ def _resume(run_dir: Path, network: Any, resume: bool) -> dict[str, Any]:
         "stale": 0,
         "stopped": "",
     }
-    path = run_dir / LAST
-    if not (resume and path.exists()):
+    if saved is None:
         return fresh
-    saved = load_checkpoint(path)
-    getattr(network, "module", network).load_state_dict(saved["model"])
-    return fresh | {k: v for k, v in saved.items() if k != "model"}
+    try:
+        getattr(network, "module", network).load_state_dict(saved["model"])
+    except RuntimeError as exc:
+        first = " ".join(str(exc).split())[:200]
+        raise ConfigError(
+            f"{path} does not fit this recipe's network ({first}); it was made with other settings. Run the "
+            "recipe it was made with to resume, or start afresh in another folder (name=...) or with "
+            "train.resume=false (overwrites this run)."
+        ) from exc
+    return fresh | {k: v for k, v in saved.items() if k in fresh or k in ("optimizer", "scheduler")}
 
 
 def _better(score: float, best: float | None, mode: str) -> bool:

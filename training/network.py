@@ -11,11 +11,11 @@ from typing import Any
 
 import torch
 
-from napari_histo.models import ModelSpec, create_network
-from napari_histo.models.weights import LOCAL_IMAGENET_FILES, load_imagenet_weights
+from napari_histo.models import ModelSpec, ModelSpecError, create_network
+from napari_histo.models.weights import LOCAL_IMAGENET_FILES, load_imagenet_weights, read_weight_file
 from training.config import ConfigError, TrainingConfig
 
-__all__ = ["build_network", "head_parameters", "imagenet_normalisation", "set_trainable"]
+__all__ = ["build_network", "head_parameters", "imagenet_normalisation", "set_trainable", "weights_path"]
 
 _IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
@@ -38,20 +38,32 @@ def build_network(config: TrainingConfig, spec: ModelSpec) -> torch.nn.Module:
     elif weights == "timm":
         network = create_network(spec, pretrained=True)
     else:
-        path = Path(weights)
-        if not path.is_absolute() and config.recipe_path:
-            path = Path(config.recipe_path).parent / path
+        path = weights_path(config)
         network = create_network(spec)
         if spec.task.value == "segmentation":
             encoder = getattr(network, "encoder", network)
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            encoder.load_state_dict(state, strict=False)
+            state = read_weight_file(path)
+            try:
+                encoder.load_state_dict(state, strict=False)
+            except RuntimeError as exc:
+                raise ModelSpecError(
+                    f"{path}: does not fit the {spec.architecture} encoder "
+                    f"({' '.join(str(exc).split())[:200]}); the file is for another architecture."
+                ) from exc
         else:
             fresh = load_imagenet_weights(network, path)
             _reset_head(network, fresh)
     if config.model.drop_rate and hasattr(network, "drop_rate"):
         network.drop_rate = config.model.drop_rate
     return network
+
+
+def weights_path(config: TrainingConfig) -> Path:
+    """``model.weights`` as a path: relative paths start at the recipe's folder."""
+    path = Path(config.model.weights).expanduser()
+    if not path.is_absolute() and config.recipe_path:
+        path = Path(config.recipe_path).parent / path
+    return path
 
 
 def _reset_head(network: torch.nn.Module, fresh: list[str]) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +112,29 @@ class EpochLogger:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+class StepProgress:
+    """Writes ``progress.json`` (epoch, steps done, steps, epochs, seconds) for a watcher (the napari dock).
+
+    Written atomically (temp file, then rename), at most every ``every_s`` seconds
+    and at the end of each epoch, so a reader never sees half a file.
+    """
+
+    def __init__(self, run_dir: Path, epochs: int, every_s: float = 0.5):
+        self.path = run_dir / "progress.json"
+        self.epochs = epochs
+        self.every_s = every_s
+        self.started = time.perf_counter()
+        self._last = 0.0
+
+    def __call__(self, epoch: int, step: int, steps: int) -> None:
+        now = time.perf_counter()
+        if step < steps and now - self._last < self.every_s:
+            return
+        self._last = now
+        state = {"epoch": epoch, "epochs": self.epochs, "step": step, "steps": steps,
+                 "seconds": round(now - self.started, 3)}  # fmt: skip
+        tmp = self.path.with_name(self.path.name + ".part")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, self.path)

@@ -8,6 +8,7 @@ A run directory ``<output_dir>/<name>/`` receives ``config.yaml`` (resolved),
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -19,14 +20,15 @@ import torch
 
 from napari_histo.models import ModelSpec, save_model
 from napari_histo.models.loading import resolve_device
+from napari_histo.models.registry import check_architecture
 from training import ddp
-from training.checkpoint import BEST, load_checkpoint
-from training.config import TrainingConfig, config_to_dict
+from training.checkpoint import BEST, LAST, load_checkpoint
+from training.config import ConfigError, TrainingConfig, config_to_dict
 from training.data import Samples, load_samples
 from training.loop import Context, Fold, evaluate, fit
 from training.losses import make_loss
-from training.network import build_network, imagenet_normalisation
-from training.report import EpochLogger, environment, write_json, write_resolved_config
+from training.network import build_network, imagenet_normalisation, weights_path
+from training.report import EpochLogger, StepProgress, environment, write_json, write_resolved_config
 from training.splits import balanced_class_weights, cap_per_class, sample_weights, split_samples, undersample
 
 __all__ = ["TrainResult", "prepare_data", "train"]
@@ -52,12 +54,19 @@ def train(config: TrainingConfig, *, progress: bool = True) -> TrainResult:
 def _train(config: TrainingConfig, rank: int, world: int, progress: bool) -> TrainResult:
     torch.manual_seed(config.train.seed)
     run_dir = Path(config.output_dir).expanduser().resolve() / config.name
-    run_dir.mkdir(parents=True, exist_ok=True)
+    device = ddp.device_for(rank) if world > 1 else resolve_device(config.train.device)
+    check_architecture(config.model.architecture, config.model.task)
+    _check_weights_path(config)
+    _make_run_dir(run_dir, config, write_probe=rank == 0)
+    saved = _saved_run(config, run_dir)  # before anything in run_dir is overwritten
+    folds = prepare_data(config, run_dir)
+    resume_key = {"settings": json.dumps(resume_settings(config), sort_keys=True),
+                  "data_digest": data_digest(folds)}  # fmt: skip
+    if saved is not None:
+        _check_same_data(saved, resume_key["data_digest"], run_dir / LAST)
     if rank == 0:
         write_resolved_config(config, run_dir)
         write_json(environment(), run_dir / "environment.json")
-    device = ddp.device_for(rank) if world > 1 else resolve_device(config.train.device)
-    folds = prepare_data(config, run_dir)
     normalizer = folds["train"].stain
     spec = make_spec(config, folds["train"].samples, normalizer.target.to_dict() if normalizer else None)
     network = build_network(config, spec).to(device)
@@ -73,7 +82,7 @@ def _train(config: TrainingConfig, rank: int, world: int, progress: bool) -> Tra
         mean=torch.tensor(mean, device=device).view(1, 3, 1, 1),
         std=torch.tensor(std, device=device).view(1, 3, 1, 1),
         loss_fn=make_loss(config.train.loss, weights), segmentation=spec.task.value == "segmentation",
-        rank=rank, world=world, progress=progress,
+        rank=rank, world=world, progress=progress, resume_key=resume_key,
     )  # fmt: skip
     if config.ssl.enabled:
         from training.ssl import pretrain_simclr
@@ -81,10 +90,11 @@ def _train(config: TrainingConfig, rank: int, world: int, progress: bool) -> Tra
         pretrain_simclr(network, folds["train"], ctx, run_dir)
     logger = EpochLogger(run_dir, enabled=rank == 0)
     ctx.log = _print_and(logger, progress and rank == 0)
+    ctx.on_step = StepProgress(run_dir, sum(phase.epochs for phase in config.train.phases))
     if world > 1:
         ctx.wrap = lambda inner: ddp.wrap(inner, device)
     started = time.perf_counter()
-    outcome = fit(network, folds["train"], folds["valid"], ctx, run_dir)
+    outcome = fit(network, folds["train"], folds["valid"], ctx, run_dir, saved)
     logger.close()
     if (run_dir / BEST).exists():
         network.load_state_dict(load_checkpoint(run_dir / BEST)["model"])
@@ -96,6 +106,131 @@ def _train(config: TrainingConfig, rank: int, world: int, progress: bool) -> Tra
         if config.clustering.enabled:
             metrics["clustering"] = _clustering(config, network, folds["valid"], spec, run_dir, device)
     return TrainResult(run_dir, model_dir, metrics, outcome["history"])
+
+
+def _make_run_dir(run_dir: Path, config: TrainingConfig, *, write_probe: bool) -> None:
+    """Create the run folder, or say in one line why it cannot be (a file in the way, read-only ...)."""
+    where = f"output_dir = {config.output_dir!r}, name = {config.name!r}"
+    for folder in [*reversed(run_dir.parents), run_dir]:
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(
+                f"{folder} is a file, so the run folder {run_dir} cannot be made ({where}); set output_dir "
+                "to a folder (new or existing) or move the file"
+            )
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if write_probe:
+            probe = run_dir / ".write-test.part"
+            probe.write_bytes(b"")
+            probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the run folder {run_dir} ({exc.strerror or exc}; {where}); set output_dir to a "
+            "folder you can write to"
+        ) from exc
+
+
+def _check_weights_path(config: TrainingConfig) -> None:
+    weights = config.model.weights
+    if weights in ("none", "", "timm"):
+        return
+    path = weights_path(config)
+    if not path.is_file():
+        what = "is a folder, not a weight file" if path.is_dir() else "not found"
+        raise ConfigError(
+            f"model.weights = {weights!r}: {what} ({path}; relative paths start at the recipe's folder). "
+            "Give a local .pth or .safetensors file, 'timm' (download ImageNet weights) or 'none'."
+        )
+
+
+#: settings that may change between a run and its resumption (the rest must match last.pt's)
+_FREE_TO_CHANGE = {
+    "": ("name", "output_dir", "recipe_path", "clustering"),
+    "data": ("cache",),
+    "model": ("name", "description", "class_colors"),
+    "train": ("num_workers", "device", "resume", "amp", "early_stopping", "max_steps_per_epoch"),
+}
+
+
+def resume_settings(config: TrainingConfig) -> dict[str, Any]:
+    """The settings a resumed run must share with the run that wrote ``last.pt``.
+
+    More epochs, or phases added at the end, continue a run; another learning rate, data,
+    architecture ... make another run.
+    """
+    data = config_to_dict(config)
+    for section, keys in _FREE_TO_CHANGE.items():
+        node = data[section] if section else data
+        for key in keys:
+            node.pop(key, None)
+    for phase in data["train"]["phases"]:
+        phase.pop("epochs", None)
+    return data
+
+
+def data_digest(folds: dict[str, Fold]) -> str:
+    """A fingerprint of the training data: classes and the content hash (or path) of every patch per split."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in sorted(folds):
+        samples = folds[name].samples
+        digest.update(f"{name}:{list(samples.class_names)}:{len(samples)}".encode())
+        keys = samples.hashes if samples.hashes is not None else samples.paths
+        for key, label in sorted(zip([str(k) for k in keys], samples.labels.tolist())):
+            digest.update(f"{key}:{label};".encode())
+    return digest.hexdigest()
+
+
+def _saved_run(config: TrainingConfig, run_dir: Path) -> dict[str, Any] | None:
+    """``last.pt`` when this run resumes; refuses one made with other settings."""
+    path = run_dir / LAST
+    if not (config.train.resume and path.exists()):
+        return None
+    saved = load_checkpoint(path)
+    before = saved.get("settings")
+    if isinstance(before, str):
+        then, now = json.loads(before), resume_settings(config)
+        if len(now["train"]["phases"]) > len(then["train"]["phases"]):  # phases added at the end: continue
+            now["train"]["phases"] = now["train"]["phases"][: len(then["train"]["phases"])]
+        changes = _differences(then, now)
+        if changes:
+            shown = "; ".join(changes[:4]) + (f"; and {len(changes) - 4} more" if len(changes) > 4 else "")
+            raise ConfigError(
+                f"{path} was made with other settings ({shown}), so this run is not resumed from it. Run the "
+                "recipe it was made with to resume; to start afresh, train into another folder (name=...) or "
+                "set train.resume=false (overwrites this run)"
+            )
+    return saved
+
+
+def _check_same_data(saved: dict[str, Any], digest: str, path: Path) -> None:
+    before = saved.get("data_digest")
+    if isinstance(before, str) and before != digest:
+        raise ConfigError(
+            f"{path} was made from other training data (patches were added, removed, changed or split "
+            "differently), so this run is not resumed from it. Restore the data to resume; to start afresh, "
+            "train into another folder (name=...) or set train.resume=false (overwrites this run)"
+        )
+
+
+def _differences(before: Any, now: Any, key: str = "") -> list[str]:
+    if isinstance(before, dict) and isinstance(now, dict):
+        out = []
+        for k in sorted(set(before) | set(now)):
+            out += _differences(before.get(k), now.get(k), f"{key}.{k}" if key else k)
+        return out
+    if isinstance(before, list) and isinstance(now, list) and all(isinstance(v, dict) for v in before + now):
+        out = [d for i, (b, n) in enumerate(zip(before, now)) for d in _differences(b, n, f"{key}[{i}]")]
+        if len(before) != len(now):
+            out.append(f"{key}: {len(before)} then, {len(now)} now")
+        return out
+    return [] if before == now else [f"{key}: {_show(before)} then, {_show(now)} now"]
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _clustering(config: TrainingConfig, network, fold: Fold, spec: ModelSpec, run_dir: Path, device) -> Any:  # type: ignore[no-untyped-def]
@@ -121,6 +256,11 @@ def prepare_data(config: TrainingConfig, run_dir: Path) -> dict[str, Fold]:
     if config.data.balance == "undersample":
         splits["train"] = undersample(splits["train"], config.train.seed)
     stain = None
+    if config.data.cache or config.augment.stain_normalize != "none":
+        # one patch size for every split: the training set's (odd patches resized, with a warning)
+        splits["train"] = splits["train"].with_pixels()
+        shape = splits["train"].images.shape[1:3]  # type: ignore[union-attr]
+        splits = {k: v if k == "train" else v.with_pixels(shape) for k, v in splits.items()}
     if config.augment.stain_normalize != "none":
         from training.stain import fit_stain_target, normalize_samples
 
@@ -128,8 +268,6 @@ def prepare_data(config: TrainingConfig, run_dir: Path) -> dict[str, Fold]:
         splits = {k: normalize_samples(v, stain)[0] for k, v in splits.items()}
     folds = {}
     for name, part in splits.items():
-        if config.data.cache:
-            part = part.with_pixels()
         folds[name] = _fold(part, config)
         folds[name].stain = stain
     if config.data.balance == "weighted":

@@ -12,7 +12,13 @@ from typing import Any
 from napari_histo.errors import MissingDependencyError
 from napari_histo.models.spec import ModelSpec, ModelSpecError, Task
 
-__all__ = ["CLASSIFIERS", "SEGMENTATION_HEADS", "create_network", "split_segmentation_architecture"]
+__all__ = [
+    "CLASSIFIERS",
+    "SEGMENTATION_HEADS",
+    "check_architecture",
+    "create_network",
+    "split_segmentation_architecture",
+]
 
 #: Classifier backbones the project tests and documents (any timm name works).
 CLASSIFIERS = (
@@ -44,22 +50,37 @@ def create_network(spec: ModelSpec, *, pretrained: bool = False) -> Any:
     users); offline it raises :class:`~napari_histo.errors.DownloadError` that
     says how to use a local weight file instead.
     """
+    check_architecture(spec.architecture, spec.task)
     if spec.task is Task.SEGMENTATION:
         return _segmentation_network(spec, pretrained)
     import timm
 
-    if not timm.is_model(spec.architecture):
-        close = difflib.get_close_matches(spec.architecture, timm.list_models(), n=3)
-        raise ModelSpecError(
-            f"architecture {spec.architecture!r} is not a timm model"
-            + (f"; did you mean {close}?" if close else ".")
-            + f" Tested backbones: {', '.join(CLASSIFIERS)}."
-        )
     if pretrained:
         from napari_histo.models.weights import timm_pretrained
 
         return timm_pretrained(spec.architecture, spec.num_classes)
     return timm.create_model(spec.architecture, pretrained=False, num_classes=spec.num_classes)
+
+
+def check_architecture(architecture: str, task: Task | str = Task.CLASSIFICATION) -> None:
+    """Raise :class:`ModelSpecError` (with the nearest names) unless ``architecture`` can be built."""
+    if Task(task) is Task.SEGMENTATION:
+        split_segmentation_architecture(architecture)
+        return
+    if ":" in architecture and architecture.split(":")[0].lower() in SEGMENTATION_HEADS:
+        raise ModelSpecError(
+            f"architecture {architecture!r} is a segmentation network; set task: segmentation "
+            "(classifiers are timm names such as resnet18)"
+        )
+    import timm
+
+    if not timm.is_model(architecture):
+        close = difflib.get_close_matches(architecture, timm.list_models(), n=3)
+        raise ModelSpecError(
+            f"architecture {architecture!r} is not a timm model"
+            + (f"; did you mean {close}?" if close else ".")
+            + f" Tested backbones: {', '.join(CLASSIFIERS)}."
+        )
 
 
 def _segmentation_network(spec: ModelSpec, pretrained: bool) -> Any:

@@ -8,6 +8,7 @@ model exports to QuPath's WSInfer extension without renaming anything.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -31,6 +32,8 @@ __all__ = [
 SPEC_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
 SPEC_VERSION = "1.0"
+#: the largest model.json read (provenance and metrics make a few tens of kB; more is not a spec)
+MAX_SPEC_BYTES = 16 * 1024 * 1024
 
 # distinct, colour-blind-friendly defaults (Okabe-Ito) for classes without a colour
 _DEFAULT_COLORS = [
@@ -142,14 +145,24 @@ class ModelSpec:
 
 def _validate(spec: ModelSpec) -> None:
     problems = []
-    if spec.num_classes < 1:
-        problems.append(f"num_classes must be >= 1, got {spec.num_classes}")
+    if not spec.architecture.strip():
+        problems.append("architecture is empty; give a timm model name such as resnet18")
+    if spec.num_classes < 2:
+        problems.append(
+            f"num_classes must be 2 or more (a model tells classes apart), got {spec.num_classes}"
+        )
     if len(spec.class_names) != spec.num_classes:
         problems.append(f"class_names has {len(spec.class_names)} names for num_classes={spec.num_classes}")
     if len(spec.class_colors) != spec.num_classes:
         problems.append(
             f"class_colors has {len(spec.class_colors)} colours for num_classes={spec.num_classes}"
         )
+    blank = [i for i, n in enumerate(spec.class_names) if not n.strip()]
+    if blank:
+        problems.append(f"class_names has empty names (at positions {blank})")
+    repeated = sorted({n for n in spec.class_names if spec.class_names.count(n) > 1})
+    if repeated:
+        problems.append(f"class_names repeats {repeated}; every class needs its own name")
     if any(not 0 <= v <= 255 for c in spec.class_colors for v in c) or any(
         len(c) != 3 for c in spec.class_colors
     ):
@@ -160,7 +173,13 @@ def _validate(spec: ModelSpec) -> None:
         )
     if not (math.isfinite(spec.spacing_um_px) and 0.01 <= spec.spacing_um_px <= 100):
         problems.append(f"spacing_um_px must be a µm/px between 0.01 and 100, got {spec.spacing_um_px}")
-    if len(spec.mean) != 3 or len(spec.std) != 3 or any(s <= 0 for s in spec.std):
+    values = (*spec.mean, *spec.std)
+    if (
+        len(spec.mean) != 3
+        or len(spec.std) != 3
+        or any(s <= 0 for s in spec.std)
+        or not all(math.isfinite(v) for v in values)
+    ):
         problems.append(f"mean/std need 3 values each with std > 0, got {spec.mean}/{spec.std}")
     if problems:
         raise ModelSpecError("invalid model spec: " + "; ".join(problems) + ". Fix model.json.")
@@ -177,38 +196,135 @@ def load_spec(path: str | os.PathLike[str]) -> ModelSpec:
             f"{path}: no model spec here. A model directory holds {SPEC_FILE} and {WEIGHTS_FILE}; "
             "make one with `histo train` or napari_histo.models.save_model."
         )
+    if not path.is_file():
+        raise ModelSpecError(
+            f"{path}: is a folder, not a JSON file; a model directory holds a file {SPEC_FILE}."
+        )
     try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelSpecError(f"{path}: not valid JSON ({exc}). Fix or regenerate the file.") from exc
+        size = path.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise ModelSpecError(
+                f"{path}: {size / 2**20:.0f} MiB is far too large for a model spec (at most "
+                f"{MAX_SPEC_BYTES // 2**20} MiB); is this the right file?"
+            )
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ModelSpecError(f"{path}: cannot be read ({exc.strerror or exc}).") from exc
+    if not raw.strip():
+        raise ModelSpecError(f"{path}: is empty. Regenerate it (histo train writes it) or copy it again.")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ModelSpecError(
+            f"{path}: not a text file (byte {exc.start} is not UTF-8); {SPEC_FILE} is JSON text. "
+            "Regenerate it (histo train writes it) or copy it again."
+        ) from exc
+    except json.JSONDecodeError as exc:
+        raise ModelSpecError(
+            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}). "
+            "Fix or regenerate the file."
+        ) from exc
+    except RecursionError as exc:
+        raise ModelSpecError(
+            f"{path}: JSON nested too deeply to be a model spec; regenerate the file."
+        ) from exc
     return spec_from_dict(data, source=str(path))
 
 
+#: JSON types of model.json's fields: (check, what to say)
+_FIELD_TYPES: dict[str, tuple[Any, str]] = {
+    "architecture": (lambda v: isinstance(v, str), "text, a timm model name such as resnet18"),
+    "num_classes": (lambda v: _is_int(v), "a whole number"),
+    "class_names": (lambda v: _is_list(v, lambda n: isinstance(n, str) or _is_int(n)), "a list of names"),
+    "patch_size_pixels": (lambda v: _is_int(v), "a whole number of pixels"),
+    "spacing_um_px": (lambda v: _is_number(v), "a number (µm/px)"),
+    "task": (lambda v: v in [t.value for t in Task], "classification or segmentation"),
+    "class_colors": (lambda v: _is_list(v, lambda c: _is_list(c, _is_int)), "a list of [r, g, b] lists"),
+    "input_size": (lambda v: _is_int(v), "a whole number of pixels"),
+    "mean": (lambda v: _is_list(v, _is_number), "a list of 3 numbers"),
+    "std": (lambda v: _is_list(v, _is_number), "a list of 3 numbers"),
+    "stain": (lambda v: v is None or isinstance(v, dict), "an object or null"),
+    "name": (lambda v: isinstance(v, str), "text"),
+    "description": (lambda v: isinstance(v, str), "text"),
+    "provenance": (lambda v: isinstance(v, dict), "an object"),
+    "metrics": (lambda v: isinstance(v, dict), "an object"),
+    "spec_version": (lambda v: isinstance(v, str), "text"),
+}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_list(value: Any, item: Any) -> bool:
+    return isinstance(value, (list, tuple)) and all(item(v) for v in value)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def spec_from_dict(data: dict[str, Any], source: str = "model spec") -> ModelSpec:
-    """A :class:`ModelSpec` from ``model.json`` content or a WSInfer ``config.json``."""
+    """A :class:`ModelSpec` from ``model.json`` content or a WSInfer ``config.json``.
+
+    Raises :class:`ModelSpecError` naming the field, the value and what it should be.
+    """
+    if not isinstance(data, dict):
+        raise ModelSpecError(
+            f"{source}: holds a JSON {type(data).__name__}, not an object of fields "
+            f"(architecture, num_classes, class_names ...). Regenerate it."
+        )
     data = dict(data)
     transform = data.pop("transform", None)
     if transform and "mean" not in data:
-        for step in transform:
-            if step.get("name") == "Normalize":
-                data["mean"] = tuple(step["arguments"]["mean"])
-                data["std"] = tuple(step["arguments"]["std"])
-            elif step.get("name") == "Resize":
-                data["input_size"] = int(step["arguments"]["size"])
-    known = {f.name for f in fields(ModelSpec)}
-    unknown = sorted(set(data) - known)
+        _read_transform(transform, data, source)
+    known = [f.name for f in fields(ModelSpec)]
+    unknown = sorted(set(data) - set(known))
     if unknown:
-        raise ModelSpecError(f"{source}: unknown field(s) {unknown}; known fields are {sorted(known)}.")
+        hints = [
+            f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name)
+            for name in unknown
+            for close in [difflib.get_close_matches(name, known, n=1)]
+        ]
+        raise ModelSpecError(
+            f"{source}: unknown field(s) [{', '.join(hints)}]; known fields are {sorted(known)}."
+        )
     missing = [n for n in ("architecture", "num_classes", "class_names", "patch_size_pixels", "spacing_um_px")
                if n not in data]  # fmt: skip
     if missing:
         raise ModelSpecError(f"{source}: required field(s) {missing} are missing.")
+    wrong = [
+        f"{name} = {_short(data[name])} should be {what}"
+        for name, (ok, what) in _FIELD_TYPES.items()
+        if name in data and not ok(data[name])
+    ]
+    if wrong:
+        raise ModelSpecError(f"{source}: " + "; ".join(wrong) + ". Fix the file.")
     try:
         return ModelSpec(**data)
     except (TypeError, ValueError) as exc:
-        if isinstance(exc, ModelSpecError):
-            raise ModelSpecError(f"{source}: {exc}") from exc
         raise ModelSpecError(f"{source}: {exc}") from exc
+
+
+def _read_transform(transform: Any, data: dict[str, Any], source: str) -> None:
+    """mean/std and input size from WSInfer's ``transform`` list."""
+    try:
+        for step in transform:
+            if step.get("name") == "Normalize":
+                data["mean"] = list(step["arguments"]["mean"])
+                data["std"] = list(step["arguments"]["std"])
+            elif step.get("name") == "Resize":
+                data["input_size"] = step["arguments"]["size"]
+    except (AttributeError, KeyError, TypeError) as exc:
+        raise ModelSpecError(
+            f"{source}: transform = {_short(transform)} is not a WSInfer transform list "
+            '([{"name": "Normalize", "arguments": {"mean": [...], "std": [...]}}, ...]).'
+        ) from exc
 
 
 def save_spec(spec: ModelSpec, model_dir: str | os.PathLike[str]) -> Path:

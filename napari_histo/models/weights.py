@@ -12,10 +12,25 @@ import os
 from pathlib import Path
 from typing import Any
 
-from napari_histo.errors import DownloadError
+from napari_histo.errors import DownloadError, UnsupportedModelError
 from napari_histo.models.spec import ModelSpecError
 
-__all__ = ["LOCAL_IMAGENET_FILES", "load_imagenet_weights", "remap_state_dict", "timm_pretrained"]
+__all__ = [
+    "LOCAL_IMAGENET_FILES",
+    "WeightFileNotFoundError",
+    "check_weight_file",
+    "holds_code",
+    "load_imagenet_weights",
+    "read_safetensors",
+    "read_weight_file",
+    "remap_state_dict",
+    "timm_pretrained",
+]
+
+
+class WeightFileNotFoundError(ModelSpecError, FileNotFoundError):
+    """A weight file named in a recipe or on the command line does not exist."""
+
 
 #: file names of known local ImageNet weights per timm architecture, and their normalisation
 LOCAL_IMAGENET_FILES = {
@@ -59,9 +74,12 @@ def load_imagenet_weights(
     The classifier head is skipped when its shape differs (a new number of
     classes).  Returns the names of the parameters left at their initial values.
     """
-    state = _read_state_dict(Path(path))
+    state = read_weight_file(Path(path))
     target = model.state_dict()
-    mapped = remap_state_dict(state, target)
+    try:
+        mapped = remap_state_dict(state, target)
+    except ModelSpecError as exc:
+        raise ModelSpecError(f"{path}: {exc}") from exc
     head = _head_keys(model)
     skipped = [k for k in head if k in mapped and mapped[k].shape != target[k].shape]
     for key in skipped:
@@ -103,21 +121,73 @@ def remap_state_dict(state: dict[str, Any], target: dict[str, Any]) -> dict[str,
     return out
 
 
-def _read_state_dict(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: weight file not found")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+def read_weight_file(path: Path) -> dict[str, Any]:
+    """The tensors of a local weight file: safetensors, or a ``torch.save`` state dict of tensors.
 
-        return load_file(str(path))
+    PyTorch files are read with ``torch.load(weights_only=True)``, whose unpickler builds
+    tensors and plain containers only: a file that holds anything else (classes, code)
+    is refused with :class:`~napari_histo.errors.UnsupportedModelError`, never run.
+    """
+    import pickle
+    import zipfile
+
+    path = Path(path)
+    if not path.exists():
+        raise WeightFileNotFoundError(f"{path}: weight file not found")
+    if path.is_dir():
+        raise ModelSpecError(f"{path}: is a folder, not a weight file (.pth or .safetensors)")
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    if path.suffix == ".safetensors" or head[8:9] == b"{":
+        return read_safetensors(path)
     import torch
 
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ModelSpecError(f"{path}: holds a {type(state).__name__}, not a state dict of tensors")
-    return state
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if holds_code(exc):
+            raise UnsupportedModelError(
+                f"{path}: holds Python objects besides tensors, which could run code when loaded; refused. "
+                "Use a file of weights only (a state dict saved with torch.save(model.state_dict(), ...)) "
+                "or a .safetensors file."
+            ) from exc
+        raise ModelSpecError(
+            f"{path}: not a PyTorch weight file (the first bytes are {head[:4]!r}); use a .pth state dict "
+            "or a .safetensors file."
+        ) from exc
+    except (
+        RuntimeError,
+        EOFError,
+        ValueError,
+        OSError,
+        zipfile.BadZipFile,
+        AttributeError,
+        TypeError,
+    ) as exc:
+        raise ModelSpecError(
+            f"{path}: not a readable PyTorch weight file ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:200]}); it is damaged, truncated or another format."
+        ) from exc
+    if isinstance(state, dict):
+        for key in ("state_dict", "model", "model_state_dict"):
+            if isinstance(state.get(key), dict):
+                state = state[key]
+                break
+    tensors = (
+        {k: v for k, v in state.items() if isinstance(v, torch.Tensor)} if isinstance(state, dict) else {}
+    )
+    if not tensors:
+        raise ModelSpecError(
+            f"{path}: holds a {type(state).__name__} without tensors, not a state dict of weights"
+        )
+    return tensors
+
+
+def holds_code(exc: BaseException) -> bool:
+    """Whether ``torch.load(weights_only=True)`` refused a file for holding classes or callables
+    (which unpickling would import and run), rather than for being damaged."""
+    text = str(exc).lower()
+    return "unsupported global" in text or "unsupported class" in text
 
 
 def _head_keys(model: Any) -> list[str]:
@@ -131,3 +201,46 @@ def _head_keys(model: Any) -> list[str]:
 
 def _is_head(name: str) -> bool:
     return name.split(".")[0] in {"classifier", "fc", "head", "last_linear"}
+
+
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def check_weight_file(path: Path) -> None:
+    """Refuse files that are pickles (``torch.save``, ``pickle``) where tensors alone are expected.
+
+    Pickles are never unpickled: a pickle can run any code when it is loaded.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(9)
+    except IsADirectoryError:
+        raise ModelSpecError(f"{path}: is a folder, not a weight file.") from None
+    except OSError as exc:
+        raise ModelSpecError(f"{path}: cannot be read ({exc.strerror or exc}).") from exc
+    if head[8:9] == b"{":  # safetensors: an 8-byte header length, then the JSON header
+        return
+    if head.startswith(_ZIP_MAGIC) or (len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5):
+        kind = "a PyTorch checkpoint (torch.save zip)" if head.startswith(_ZIP_MAGIC) else "a Python pickle"
+        raise UnsupportedModelError(
+            f"{path}: is {kind}, not a safetensors file. napari-histo never unpickles model files (a pickle "
+            f"can run any code when loaded). Save the weights as safetensors (napari_histo.models.save_model "
+            "writes a model directory), or train the model with `histo train`."
+        )
+
+
+def read_safetensors(path: Path) -> dict[str, Any]:
+    """The tensors of a safetensors file; one clear error for anything else."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    check_weight_file(path)
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        size = path.stat().st_size if path.is_file() else 0
+        what = "an empty file" if size == 0 else f"{size:,} bytes"
+        raise ModelSpecError(
+            f"{path}: not a readable safetensors file ({what}; {exc}). It is damaged or another format: "
+            "copy the model directory again, or re-export it."
+        ) from exc

@@ -3,13 +3,14 @@
 napari_histo never imports ``training``: fine-tuning runs
 ``python -m training.finetune`` as a child process, which builds its recipe
 with training's own config schema, writes it beside the run and trains as
-``histo train`` does.  Progress comes from the run's ``history.csv``.  A crash
+``histo train`` does.  Progress comes from the run's ``progress.json`` (per batch).  A crash
 in training cannot take napari down, and the model directory it writes is the
 same a headless run would.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -28,7 +29,14 @@ from napari_histo.pipeline.predict import predict_grid
 from napari_histo.pipeline.session import SlideSession
 from napari_histo.pipeline.tiles import export_labelled_tiles
 
-__all__ = ["FineTuned", "finetune", "finetune_and_predict"]
+__all__ = ["FineTuned", "TrainingProgress", "finetune", "finetune_and_predict"]
+
+
+@dataclass(frozen=True)
+class TrainingProgress(Progress):
+    """Training batches done of all epochs' batches, and the seconds left at the rate so far."""
+
+    seconds_left: float | None = None
 
 
 @dataclass(frozen=True)
@@ -51,7 +59,10 @@ def finetune(
     name: str = "fine-tuned",
     poll_s: float = 0.5,
 ) -> Generator[Progress, None, Path]:
-    """Fine-tune ``model`` on class folders under ``tiles_root``; yields epochs done, returns the model dir.
+    """Fine-tune ``model`` on class folders under ``tiles_root``; yields batches done, returns the model dir.
+
+    Each :class:`TrainingProgress` counts training batches over all epochs (read
+    from the run's ``progress.json``) and estimates the seconds left.
 
     Raises :class:`TrainingFailedError` with the end of the child's log when training fails.
     """
@@ -67,12 +78,13 @@ def finetune(
     with open(log_path, "w") as log:
         child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=run_root)
         try:
-            done = -1
+            last: TrainingProgress | None = None
+            yield TrainingProgress(0, 0, "training: preparing the patches and the model")
             while child.poll() is None:
-                rows = _rows(run_dir / "history.csv")
-                if rows != done:
-                    done = rows
-                    yield Progress(min(rows, epochs), epochs, "training")
+                now = _training_progress(run_dir / "progress.json")
+                if now is not None and now != last:
+                    last = now
+                    yield now
                 time.sleep(poll_s)
         except GeneratorExit:
             child.terminate()
@@ -83,7 +95,7 @@ def finetune(
         raise TrainingFailedError(
             f"training failed (exit {child.returncode}); the end of {log_path}:\n{tail}"
         )
-    yield Progress(epochs, epochs, "training")
+    yield TrainingProgress(1, 1, "training: done", 0.0)
     return run_dir / "model"
 
 
@@ -114,14 +126,33 @@ def finetune_and_predict(
     spec = predictions.spec
     tiles = yield from export_labelled_tiles(session, predictions.grid, tile_classes, spec.class_names,
                                              work / "tiles")  # fmt: skip
-    new_dir = yield from finetune(model, work / "tiles", work / "runs", epochs=epochs, lr=lr)
+    # a new run folder each time: the tiles folder grows with every correction, and a run is resumed
+    # only with the data it was made with
+    name = _free_name(work / "runs", "fine-tuned")
+    new_dir = yield from finetune(model, work / "tiles", work / "runs", epochs=epochs, lr=lr, name=name)
     new_model = resolve_model(new_dir, model.device)
     result = yield from predict_grid(session, new_model, predictions.grid, config=config)
     return FineTuned(new_model, result, tiles)
 
 
-def _rows(history: Path) -> int:
+def _free_name(root: Path, name: str) -> str:
+    """``name``, or ``name-2``, ``name-3`` ... : the first that is not a folder (or file) in ``root`` yet."""
+    candidate, n = name, 1
+    while (root / candidate).exists() or (root / f"{candidate}.log").exists():
+        n += 1
+        candidate = f"{name}-{n}"
+    return candidate
+
+
+def _training_progress(path: Path) -> TrainingProgress | None:
+    """What ``progress.json`` (written atomically by training per batch) says, or None before it exists."""
     try:
-        return max(0, len(history.read_text().strip().splitlines()) - 1)
-    except OSError:
-        return 0
+        state = json.loads(path.read_text())
+        epoch, epochs, step, steps = (int(state[k]) for k in ("epoch", "epochs", "step", "steps"))
+        seconds = float(state["seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    done, total = epoch * steps + step, max(1, epochs * steps)
+    left = seconds / done * (total - done) if done > 0 else None
+    stage = f"training: epoch {epoch + 1} of {epochs}, batch {step} of {steps}"
+    return TrainingProgress(min(done, total), total, stage, left)

@@ -36,7 +36,12 @@ def test_corrections_fine_tune_a_model_in_a_child_process_and_predict_again(tmp_
     assert sum(tuned.tiles.values()) == int((classes >= 0).sum())  # only the corrected tiles
     assert len(list((tmp_path / "work" / "tiles" / "tumour").glob("*.png"))) == tuned.tiles["tumour"]
     assert stages[0].stage == "exporting corrected tiles"
-    assert ("training", 1, 1) in {(s.stage, s.done, s.total) for s in stages}
+    batches = [s for s in stages if s.stage.startswith("training: epoch 1 of 1, batch ")]
+    assert batches, [s.stage for s in stages]  # per batch, not per epoch
+    assert all(b.total == batches[0].total > 0 for b in batches)
+    assert [b.done for b in batches] == sorted(b.done for b in batches)
+    assert batches[-1].done == batches[-1].total and batches[-1].seconds_left == 0  # the last batch was seen
+    assert ("training: done", 1, 1) in {(s.stage, s.done, s.total) for s in stages}
     assert stages[-1].stage == "predicting"
     # the child built its recipe with training's schema and kept it beside the run
     assert (tmp_path / "work" / "runs" / "fine-tuned" / "recipe.yaml").exists()

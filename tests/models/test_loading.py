@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from conftest import shared_file
@@ -147,3 +149,52 @@ def test_export_wsinfer_torchscript_matches_the_model(tmp_path):
         torch.testing.assert_close(
             scripted(x), load_model(tmp_path / "m", device="cpu")(x), rtol=1e-4, atol=1e-4
         )
+
+
+class RunsCode:
+    """Unpickled, this raises: the tests below pass only if it never is."""
+
+    def __reduce__(self):
+        import builtins
+
+        return (builtins.exec, ("raise AssertionError('a pickle was unpickled')",))
+
+
+def test_pickles_and_wsinfer_folders_are_refused_unread(tmp_path):
+    import pickle
+
+    from napari_histo.errors import UnsupportedModelError
+    from napari_histo.models import save_spec
+
+    save_spec(_spec(), tmp_path / "m")
+    (tmp_path / "m" / "weights.safetensors").write_bytes(pickle.dumps(RunsCode(), protocol=2))
+    with pytest.raises(UnsupportedModelError, match=r"is a Python pickle, not a safetensors file"):
+        load_model(tmp_path / "m")
+    torch.save({"w": torch.zeros(1)}, tmp_path / "m" / "weights.safetensors")
+    with pytest.raises(UnsupportedModelError, match=r"is a PyTorch checkpoint"):
+        load_model(tmp_path / "m")
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "config.json").write_text(json.dumps(_spec().to_wsinfer_config()))
+    (tmp_path / "ws" / "torchscript_model.pt").write_bytes(b"PK\x03\x04")
+    with pytest.raises(UnsupportedModelError, match=r"is a WSInfer model folder"):
+        load_model(tmp_path / "ws")
+
+
+def test_weights_with_nan_are_refused(tmp_path):
+    spec = _spec()
+    net = create_network(spec)
+    with torch.no_grad():
+        net.fc.weight[0, 0] = float("nan")
+    save_model(net, spec, tmp_path / "m")
+    with pytest.raises(ModelSpecError, match=r"NaN or infinite values \(first: \['fc\.weight'\]\)"):
+        load_model(tmp_path / "m", device="cpu")
+
+
+def test_local_weight_file_that_holds_code_is_refused(tmp_path):
+    from napari_histo.errors import UnsupportedModelError
+
+    torch.save({"fc.weight": RunsCode()}, tmp_path / "w.pth")
+    with pytest.raises(UnsupportedModelError, match=r"holds Python objects besides tensors"):
+        load_imagenet_weights(create_network(_spec()), tmp_path / "w.pth")
+    with pytest.raises(FileNotFoundError, match="weight file not found"):
+        load_imagenet_weights(create_network(_spec()), tmp_path / "nope.pth")

@@ -94,3 +94,32 @@ def test_spec_needs_no_torch():
     code = "import sys, napari_histo.models as m; m.load_spec; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"num_classes": "two"}, r"num_classes = 'two' should be a whole number"),
+        ({"class_names": "tumour"}, r"class_names = 'tumour' should be a list of names"),
+        ({"spacing_um_px": -0.5}, r"spacing_um_px must be .* got -0\.5"),
+        ({"num_classes": 1, "class_names": ["a"]}, r"num_classes must be 2 or more"),
+        ({"class_names": ["a", "a", "b"]}, r"class_names repeats \['a'\]"),
+        ({"num_clases": 3}, r"'num_clases' \(did you mean 'num_classes'\?\)"),
+    ],
+)
+def test_model_json_values_name_the_field(tmp_path, changes, message):
+    data = _spec().to_json_dict()
+    data.update(changes)
+    (tmp_path / "model.json").write_text(json.dumps(data))
+    with pytest.raises(ModelSpecError, match=message):
+        load_spec(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"[1, 2]", "holds a JSON list"), (b"\xff\x00\x01", "not a text file"), (b" ", "is empty")],
+)
+def test_model_json_that_is_no_spec(tmp_path, content, message):
+    (tmp_path / "model.json").write_bytes(content)
+    with pytest.raises(ModelSpecError, match=message):
+        load_spec(tmp_path)

@@ -112,17 +112,19 @@ def test_missing_tiles_folder_or_class_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "runs").exists()
 
 
-def test_command_line_error_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_command_line_error_is_one_line_and_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from napari_histo.cli._report import EXIT_INPUT
+
     args = ["--model", str(PCAM_MODEL), "--tiles", str(tmp_path / "no-tiles"), "--runs", str(tmp_path)]
     with pytest.raises(SystemExit) as exit_info:
         main([*args, "--epochs", "0"])
-    assert exit_info.value.code == 2
+    assert exit_info.value.code == EXIT_INPUT
     out, err = capsys.readouterr()
     assert out == ""
     assert err.count("\n") == 1 and err.startswith("error: ") and "train.phases[0].epochs" in err
     with pytest.raises(SystemExit) as exit_info:
         main(args)
-    assert exit_info.value.code == 2
+    assert exit_info.value.code == EXIT_INPUT
     assert "data.root" in capsys.readouterr().err
 
 

@@ -79,3 +79,54 @@ def test_every_shipped_recipe_loads(recipe: Path) -> None:
     assert config.name and config.train.phases
     text = recipe.read_text()
     assert text.startswith("#"), "each recipe says in a comment which data it runs on"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.phases=[{lr: 0}]", r"train\.phases\[0\]\.lr = 0\.0; give a learning rate above 0"),
+        ("train.phases=[{lr: -1e-3}]", r"lr = -0\.001; give a learning rate above 0"),
+        ("train.phases=[{epochs: 0}]", r"train\.phases\[0\]\.epochs = 0; give 1 or more"),
+        ("train.batch_size=0", r"train\.batch_size = 0; give 1 or more"),
+        ("data.valid_fraction=1.5", r"data\.valid_fraction = 1\.5; give a fraction"),
+        ("train.phases=[{lr: .nan}]", r"lr: expected a finite number, got nan"),
+        ("data.class_names=[a]", r"a classifier needs two or more classes"),
+        ("name=../up", r"one plain folder name"),
+        ("data.source=folder", r"did you mean folders\?"),
+    ],
+)
+def test_values_out_of_range_name_the_key_and_a_good_value(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(apply_overrides(BASE, [override]))
+
+
+def test_unknown_keys_are_all_named_with_the_nearest_allowed_one() -> None:
+    with pytest.raises(
+        ConfigError, match=r"'train\.batchsize' \(did you mean 'train\.batch_size'\?\), 'train\.zz'"
+    ):
+        config_from_dict(apply_overrides(BASE, ["train.batchsize=8", "train.zz=1"]))
+
+
+def test_overrides_reach_list_items() -> None:
+    data = apply_overrides(BASE, ["train.phases=[{epochs: 1}, {epochs: 2}]", "train.phases[1].lr=0.5"])
+    assert config_from_dict(data).train.phases[1].lr == 0.5
+    with pytest.raises(ConfigError, match=r"there is no item \[4\]"):
+        apply_overrides(data, ["train.phases[4].lr=0.5"])
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        apply_overrides(BASE, ["train.phases=[{"])
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "the recipe is empty"),
+        (b"- data\n- model\n", "got a YAML list"),
+        (b"\xff\xfe\x00garbage", "not a text file"),
+        (b"data: {source: folders\n", "not valid YAML"),
+    ],
+)
+def test_recipe_files_that_are_not_recipes(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "recipe.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)

@@ -172,9 +172,11 @@ class RetrainWidget(Container):
         raise InvalidParameterError("run a model first (Run a model): the corrections refer to its tiles")
 
     def _on_progress(self, item: Any) -> None:
-        self.stage.value = item.stage
-        self.progress.max = max(1, item.total)
-        self.progress.value = item.done
+        """Stage, and for training each batch with the time left; busy while the total is unknown."""
+        left = getattr(item, "seconds_left", None)
+        self.stage.value = item.stage + (f", ~{left:,.0f} s left" if left else "")
+        self.progress.max = item.total if item.total > 0 else 0
+        self.progress.value = min(item.done, item.total)
 
     def _show(self, out: Any, slide_layer: Any) -> None:
         add_prediction_layers(self._viewer, out.predictions, slide_layer, out.model, suffix=" (fine-tuned)")
