@@ -23,7 +23,7 @@ Examples:
   torchrun --nproc_per_node 4 -m training.cli recipe.yaml   (DDP)
 """
 )
-@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.argument("recipe", type=click.Path())  # a missing file or a folder: one line from load_config
 @click.argument("extra", nargs=-1, metavar="[KEY=VALUE]...")
 @click.option(
     "--set",

@@ -167,15 +167,28 @@ class ShardType(click.ParamType):
         return index, count
 
 
+class MissingInputError(click.BadParameter):
+    """An input file that is not there (or not a file): exit code 3, as when a command finds it later."""
+
+    exit_code = 3  # EXIT_INPUT of cli/_report.py (not imported: that module loads more)
+
+
 class ExistingFile(click.Path):
     """An existing file (not a folder), as a :class:`~pathlib.Path`; says *why* a path is unusable.
 
     click's own check calls a symbolic-link loop or a dangling link "does not exist";
-    this one names the loop, the missing target or the folder given for a file.
+    this one names the loop, the missing target or the folder given for a file.  Each
+    ends the command with exit code 3 (a bad input), as ``histo info`` gives for a
+    missing slide, not 2 (a bad option).
     """
 
     def __init__(self) -> None:
         super().__init__(exists=True, dir_okay=False, path_type=Path)
+
+    def fail(
+        self, message: str, param: click.Parameter | None = None, ctx: click.Context | None = None
+    ) -> Any:
+        raise MissingInputError(message, ctx=ctx, param=param)
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         text = os.fsdecode(value) if isinstance(value, (str, bytes, os.PathLike)) else str(value)

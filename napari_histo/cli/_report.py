@@ -59,7 +59,7 @@ Exit codes:
   0    done
   1    histo qupath validate: a file has errors QuPath would reject
   2    a bad option or argument (the message names it and the accepted values)
-  3    a bad input: damaged or unreadable slide, image, GeoJSON, model or recipe
+  3    a bad input: a missing, damaged or unreadable slide, image, GeoJSON, model or recipe
   4    the machine: disk full, read-only or forbidden folder, not enough memory,
        no such device (e.g. --device cuda without a GPU), a missing package
   70   a bug in napari-histo: the traceback is shown, please report it

@@ -22,7 +22,6 @@ import numpy as np
 import qupath_bridge as qb
 from napari_histo.core.tile_labels import AnnotationRegion
 from napari_histo.core.tiling import TileGrid
-from napari_histo.errors import InvalidParameterError
 from napari_histo.models.engine import TilePredictions
 
 __all__ = [
@@ -104,15 +103,15 @@ def read_annotation_regions(
 
     The file goes through ``qupath_bridge.read_geojson``, as ``histo qupath convert``
     does, so a bad file is the same one-line ``GeoJSONError`` everywhere.  Raises
-    :class:`InvalidParameterError` when the file holds no annotation area or a class
-    name that cannot be a folder name; with ``slide_shape`` (level-0 rows, cols), see
-    :func:`check_regions_on_slide`.
+    :class:`qupath_bridge.GeoJSONError` (a bad input, like any bad GeoJSON) when the
+    file holds no annotation area or a class name that cannot be a folder name; with
+    ``slide_shape`` (level-0 rows, cols), see :func:`check_regions_on_slide`.
     """
     path = Path(path)
     objects = qb.read_geojson(path)
     regions = annotation_regions(objects)
     if not regions:
-        raise InvalidParameterError(
+        raise qb.GeoJSONError(
             f"{path.name} has no annotation areas to keep tiles in ({_holding(objects)}); draw or export "
             "annotations (polygons, rectangles, brush areas) in QuPath"
         )
@@ -137,7 +136,7 @@ def check_regions_on_slide(
 
     Raises
     ------
-    InvalidParameterError
+    qupath_bridge.GeoJSONError
         No region overlaps the slide's ``slide_shape`` (level-0 rows, cols).
 
     Warns
@@ -159,7 +158,7 @@ def check_regions_on_slide(
         f"y 0..{rows:,} (level-0 px)"
     )
     if away.all():
-        raise InvalidParameterError(
+        raise qb.GeoJSONError(
             f"none of the {len(regions):,} annotation areas in {annotations_name} lies on {slide_name}: "
             f"{span}; were they exported from another image (or from a crop of it)?"
         )
@@ -193,7 +192,7 @@ def _check_folder_name(name: str, source: str) -> None:
     )
     if bad:
         shown = name if len(name) <= 60 else name[:57] + "..."
-        raise InvalidParameterError(
+        raise qb.GeoJSONError(
             f"{source}: class {shown!r} cannot be a folder name for its tiles (no '/', '\\' or NUL, not "
             "'..', at most 200 bytes); rename the class in QuPath and export again"
         )

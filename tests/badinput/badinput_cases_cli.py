@@ -224,21 +224,27 @@ CASES: list[Case] = [
         setup=both(slide, file_at("f")),
         exit_code=INPUT,
     ),
-    option("tiles/slide-missing", TILES_MPP, r"does not exist", setup=None),
-    option("tiles/slide-is-a-folder", TILES_MPP, r"is a directory", setup=folder_at(SLIDE)),
+    option("tiles/slide-missing", TILES_MPP, r"does not exist", setup=None, exit_code=INPUT),
+    option("tiles/slide-is-a-folder", TILES_MPP, r"is a directory", setup=folder_at(SLIDE), exit_code=INPUT),
     option(
-        "tiles/slide-link-loop", TILES_MPP, r"s\.tif: is a symbolic link that loops", setup=link_loop(SLIDE)
+        "tiles/slide-link-loop",
+        TILES_MPP,
+        r"s\.tif: is a symbolic link that loops",
+        setup=link_loop(SLIDE),
+        exit_code=INPUT,
     ),
     option(
         "tiles/slide-dangling-link",
         TILES_MPP,
         r"s\.tif: is a symbolic link to 'gone\.tif', which does not exist",
         setup=dangling(SLIDE),
+        exit_code=INPUT,
     ),
     option(
         "tiles/annotations-missing",
         [*TILES_MPP, "--annotations", "a.geojson"],
         r"--annotations.*does not exist",
+        exit_code=INPUT,
     ),
     option(
         "tiles/other-tile-px-into-same-folder",
@@ -348,6 +354,7 @@ CASES: list[Case] = [
         "predict/stain-reference-missing",
         [*PREDICT, "--stain", "macenko", "--stain-ref", "ref.png"],
         r"--stain-ref.*does not exist",
+        exit_code=INPUT,
     ),
     option("predict/shard-text", [*PREDICT, "--shard", "half"], r"--shard.*expected i/n"),
     option("predict/shard-beyond", [*PREDICT, "--shard", "3/2"], r"--shard.*0 <= i < n"),
@@ -360,9 +367,13 @@ CASES: list[Case] = [
     ),
     option("predict/no-model", ["predict", SLIDE, "--out", "r"], r"missing option '--model'"),
     option("predict/out-is-a-file", PREDICT, r"--out.*is a file", setup=both(slide, file_at("r"))),
-    option("predict/slide-missing", PREDICT, r"does not exist", setup=None),
+    option("predict/slide-missing", PREDICT, r"does not exist", setup=None, exit_code=INPUT),
     option(
-        "predict/slide-link-loop", PREDICT, r"s\.tif: is a symbolic link that loops", setup=link_loop(SLIDE)
+        "predict/slide-link-loop",
+        PREDICT,
+        r"s\.tif: is a symbolic link that loops",
+        setup=link_loop(SLIDE),
+        exit_code=INPUT,
     ),
     option(
         "predict/other-min-tissue-into-same-folder",
@@ -482,7 +493,7 @@ CASES: list[Case] = [
         r"cannot tell the direction",
         setup=geojson,
     ),
-    option("qupath/source-missing", CONVERT, r"does not exist", setup=None),
+    option("qupath/source-missing", CONVERT, r"does not exist", setup=None, exit_code=INPUT),
     option(
         "qupath/destination-is-a-folder", CONVERT, r"is a directory", setup=both(geojson, folder_at("a.tif"))
     ),
@@ -543,6 +554,7 @@ CASES: list[Case] = [
         ["demo", "--slide", "nope.svs", "--headless"],
         r"--slide.*does not exist",
         setup=None,
+        exit_code=INPUT,
     ),
     option("demo/sample-banana", ["demo", "--sample", "banana", "--headless"], r"--sample", setup=None),
     option(

@@ -369,6 +369,7 @@ add(
     r"'taken' is a file",
     lambda d: (model()(d), (d / "taken").write_text("notes")),
     keep=("taken",),
+    exit_code=2,  # an output option that cannot be used
 )
 add(
     "export/segmentation-model",

@@ -333,9 +333,15 @@ add(
     r"needs .*MiB.*tiled pyramid",
     _png("big.png", lambda: he_like(1200, 1200)),
     env=_budget("1M"),
+    exit_code=4,  # the machine's memory, not the file
 )
 add(
-    "tiles/region-over-memory-budget", tiles("s.tif"), r"needs .* of memory.*allowed", RGB, env=_budget("64K")
+    "tiles/region-over-memory-budget",
+    tiles("s.tif"),
+    r"needs .* of memory.*allowed",
+    RGB,
+    env=_budget("64K"),
+    exit_code=4,
 )
 add(
     "tiles/grid-over-memory-budget",
@@ -343,9 +349,10 @@ add(
     ["tiles", "s.tif", "--slide-mpp", "1000", "--mpp", "0.01", "--tile-px", "16", "--out", "out"],
     r"grid of 3,200,000 x 3,200,000 tiles .* needs .* TiB of memory",
     RGB,
+    exit_code=4,
 )
-add("tiles/slide-mpp-1e9", tiles("s.tif", "--slide-mpp", "1e9"), r"slide.mpp|µm/px", RGB)
-add("predict/slide-mpp-1e9", predict("s.tif", "--slide-mpp", "1e9"), r"slide.mpp|µm/px", RGB)
+add("tiles/slide-mpp-1e9", tiles("s.tif", "--slide-mpp", "1e9"), r"slide.mpp|µm/px", RGB, exit_code=2)
+add("predict/slide-mpp-1e9", predict("s.tif", "--slide-mpp", "1e9"), r"slide.mpp|µm/px", RGB, exit_code=2)
 
 # -- tiles bigger than the slide, no tissue ----------------------------------------------------------
 add(

@@ -223,7 +223,7 @@ RUN_FILES = (
 
 # -- the recipe file ----------------------------------------------------------------------------
 add("recipe/missing", train(), r"recipe\.yaml: recipe not found")
-add("recipe/folder", train(), r"recipe\.yaml.* is a directory", lambda d: (d / "recipe.yaml").mkdir())
+add("recipe/folder", train(), r"recipe\.yaml: is a folder, not a recipe", lambda d: (d / "recipe.yaml").mkdir())
 add("recipe/binary", module(), r"recipe\.yaml: not a text file", recipe(text=random_bytes(3000)))
 add("recipe/empty", train(), r"recipe\.yaml: the recipe is empty", recipe(text=""))
 add("recipe/comments-only", module(), r"the recipe is empty", recipe(text="# nothing yet\n"))
@@ -377,10 +377,12 @@ add(
     module(),
     r"device 'banana' is not a device name",
     recipe({"train.device": "banana"}),
+    exit_code=2,  # the same refusal as `--device banana`
 )
 
 # -- overrides on the command line ----------------------------------------------------------------
-add("set/not-key-value", train("train.batch_size"), r"give one recipe, then overrides as key=value", recipe())
+add("set/not-key-value", train("train.batch_size"), r"give one recipe, then overrides as key=value", recipe(),
+    exit_code=2)  # fmt: skip
 add("set/bad-yaml-value", module("--set", "train.phases=[{epochs: 1"), r"--set .*not valid YAML", recipe())
 add("set/no-such-phase", train("train.phases[3].lr=0.1"), r"there is no item \[3\]", recipe())
 add("set/lr-negative", module("train.phases[0].lr=-1"), r"train\.phases\[0\]\.lr = -1\.0", recipe())

@@ -50,7 +50,7 @@ class Case:
     expect: str  # regex (case-insensitive) the error or warning line must match
     setup: Callable[[Path], None] | None = None  # makes the bad input in the case folder
     kind: Literal["error", "handled"] = "error"
-    exit_code: int | None = None  # None: any non-zero code for "error"
+    exit_code: int | None = None  # "error": None means 3 (a bad input); see `histo --help` for the codes
     program: Literal["histo", "train"] = "histo"  # histo CLI, or training's CLI
     keep: tuple[str, ...] = ()  # files from setup that must survive unchanged
     mode: Literal["inprocess", "subprocess"] = "inprocess"
@@ -171,7 +171,7 @@ def verdict(case: Case, outcome: Outcome) -> str:
     if case.kind == "error":
         if outcome.exit_code == 0:
             return "silent"
-        if case.exit_code is not None and outcome.exit_code != case.exit_code:
+        if outcome.exit_code != (3 if case.exit_code is None else case.exit_code):
             return "wrong-exit"
         last = outcome.lines[-1] if outcome.lines else ""
         if not (last.startswith("error:") or last.startswith("Error:")) or not pattern.search(last):

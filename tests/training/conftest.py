@@ -7,6 +7,10 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import SHARED_DATA, shared_file  # noqa: F401 - both conftests are "conftest" on
+
+# sys.path (no packages), so tests elsewhere that `from conftest import shared_file` after this one
+# loaded still find it: `pytest tests/training tests/cli` collects as the whole suite does
 from training.config import TrainingConfig, apply_overrides, config_from_dict
 
 TINY_ARCH = "mobilenetv3_small_050"
