@@ -58,8 +58,10 @@ def test_paint_corrections_retrain_and_repredict(make_napari_viewer, qtbot, tmp_
         pass
     qtbot.waitUntil(lambda: retrain.new_model is not None, timeout=10_000)
     assert stages[0] == "exporting corrected tiles"
-    assert "training" in stages
+    assert any(s.startswith("training: epoch 1 of 1, batch ") for s in stages), stages  # per batch
+    assert "training: done" in stages
     assert stages[-1] == "predicting"
+    assert retrain.stage.value == "done"
     assert load_spec(retrain.new_model).class_names == ("normal", "tumour")
     tuned = [layer for layer in viewer.layers if layer.name.endswith("classes (fine-tuned)")]
     assert len(tuned) == 1
