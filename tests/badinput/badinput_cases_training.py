@@ -223,7 +223,12 @@ RUN_FILES = (
 
 # -- the recipe file ----------------------------------------------------------------------------
 add("recipe/missing", train(), r"recipe\.yaml: recipe not found")
-add("recipe/folder", train(), r"recipe\.yaml: is a folder, not a recipe", lambda d: (d / "recipe.yaml").mkdir())
+add(
+    "recipe/folder",
+    train(),
+    r"recipe\.yaml: is a folder, not a recipe",
+    lambda d: (d / "recipe.yaml").mkdir(),
+)
 add("recipe/binary", module(), r"recipe\.yaml: not a text file", recipe(text=random_bytes(3000)))
 add("recipe/empty", train(), r"recipe\.yaml: the recipe is empty", recipe(text=""))
 add("recipe/comments-only", module(), r"the recipe is empty", recipe(text="# nothing yet\n"))
