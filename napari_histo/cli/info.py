@@ -66,6 +66,7 @@ def format_info(record: dict) -> str:
         + (f" = {cols * mpp / 1000:.2f} x {rows * mpp / 1000:.2f} mm" if mpp else ""),
         f"  µm/px          {mpp_text}",
         f"  magnification  {f'{mag:g}x' if mag else '-'}",
+        f"  pixels         {record.get('pixel_layout') or 'RGB 8-bit'}",
         "  levels",
         f"    {'#':>2}  {'width x height':>17}  {'downsample':>10}  {'tile':>11}  compression",
     ]

@@ -56,3 +56,17 @@ def test_console_script_help_is_fast_and_loads_no_torch():
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert check.stdout.strip() == "False"
+
+
+def test_info_text_names_the_stored_pixel_layout(tmp_path):
+    import numpy as np
+    import tifffile
+
+    path = tmp_path / "rgba.tif"
+    rgba = np.full((64, 64, 4), 200, np.uint8)
+    tifffile.imwrite(path, rgba, photometric="rgb", extrasamples=["unassalpha"])
+    result = CliRunner().invoke(cli, ["info", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "  pixels         RGBA 8-bit" in result.output.splitlines()
+    real = CliRunner().invoke(cli, ["info", str(shared_file("wsi", "CMU-1-Small-Region.svs"))])
+    assert "  pixels         RGB 8-bit" in real.output.splitlines()
