@@ -65,7 +65,8 @@ def test_info_text_names_the_stored_pixel_layout(tmp_path):
     path = tmp_path / "rgba.tif"
     rgba = np.full((64, 64, 4), 200, np.uint8)
     tifffile.imwrite(path, rgba, photometric="rgb", extrasamples=["unassalpha"])
-    result = CliRunner().invoke(cli, ["info", str(path)])
+    with pytest.warns(UserWarning, match="stores RGBA 8-bit pixels"):
+        result = CliRunner().invoke(cli, ["info", str(path)])
     assert result.exit_code == 0, result.output
     assert "  pixels         RGBA 8-bit" in result.output.splitlines()
     real = CliRunner().invoke(cli, ["info", str(shared_file("wsi", "CMU-1-Small-Region.svs"))])
