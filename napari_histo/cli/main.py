@@ -32,6 +32,7 @@ SUBCOMMANDS = {
     "tiles": "napari_histo.cli.tiles:tiles",
     "predict": "napari_histo.cli.predict:predict",
     "export-wsinfer": "napari_histo.cli.export_wsinfer:export_wsinfer_command",
+    "cohort": "napari_histo.cli.cohort:cohort",
     "train": "training.cli:train",
     "cluster": "training.cli:cluster",
 }
@@ -43,6 +44,7 @@ Examples:
   histo info slide.ndpi --json         the same as JSON, for scripts
   histo tiles slide.svs --mpp 0.5 --tile-px 224 --out patches/
   histo predict slide.svs --model MODEL_DIR --out results/
+  histo cohort predict cohort/ --model MODEL_DIR --out results/   every slide, on Dask
   histo qupath validate annotations.geojson
   histo demo                           the whole journey on the built-in sample
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -81,8 +82,9 @@ def predict(
     from napari_histo.core.memory import check_allocation
     from napari_histo.models.engine import InferenceConfig
     from napari_histo.models.loading import resolve_device
+    from napari_histo.pipeline.cohort import CohortSlide, slide_task
     from napari_histo.pipeline.model import resolve_model
-    from napari_histo.pipeline.slide_job import SlideJob, check_earlier_outputs, run_slide_job
+    from napari_histo.pipeline.slide_job import SlideJob, check_earlier_outputs, outputs_for
 
     index, count = shard
     chosen = list(slides)[index::count]
@@ -96,17 +98,23 @@ def predict(
                       stacklevel=1)  # fmt: skip
         compile_model = False
     config = InferenceConfig(device=device, batch_size=batch_size, workers=workers, compile=compile_model)
-    jobs = [SlideJob(slide, out_dir, config, min_tissue, slide_mpp, stain, stain_ref, overwrite)
-            for slide in chosen]  # fmt: skip
     if not overwrite:  # refuse before the first slide, not after the tenth
-        for job in jobs:
+        for slide in chosen:
+            job = SlideJob(slide, out_dir, config, min_tissue, slide_mpp, stain, stain_ref)
             check_earlier_outputs(job, model)
-    for job in jobs:
+    options = {
+        "model": model, "device": device, "batch_size": batch_size, "workers": workers,
+        "compile": compile_model, "min_tissue": min_tissue, "slide_mpp": slide_mpp, "stain": stain,
+        "stain_ref": stain_ref, "overwrite": overwrite,
+    }  # fmt: skip
+    for slide in chosen:  # the same per-slide task as ``histo cohort predict``, one after another
         with naming_folder(out_dir):
-            summary = run_with_bar(run_slide_job(job, model), job.slide_path.name, "tile")
-        if summary.get("skipped"):
-            click.echo(f"{job.slide_path.name}: already done (delete its .summary.json to run again)")
+            task = slide_task("predict", CohortSlide(slide), out_dir, options, raise_errors=True)
+            outcome = run_with_bar(task, slide.name, "tile")
+        if outcome.status == "skipped":
+            click.echo(f"{slide.name}: already done (delete its .summary.json to run again)")
         else:
+            summary = json.loads(outputs_for(slide, out_dir)["summary"].read_text())
             call = summary["slide_call"]
-            click.echo(f"{job.slide_path.name}: {summary['n_tiles']} tiles, call {call['class']} "
+            click.echo(f"{slide.name}: {summary['n_tiles']} tiles, call {call['class']} "
                        f"(mean p={call['mean_probability']:.2f})")  # fmt: skip
