@@ -71,13 +71,25 @@ def train(recipe: str, extra: tuple[str, ...], overrides: tuple[str, ...], quiet
 
 @click.command()
 @click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--architecture", default="resnet18", show_default=True, help="timm backbone for the features.")
-@click.option("--weights", default="none", help="Local ImageNet weight file (or 'none').")
+@click.option(
+    "--architecture",
+    default=None,
+    help="timm backbone for the features [default: the model directory's, the shipped file's, or resnet18].",
+)
+@click.option(
+    "--weights",
+    default="none",
+    show_default=True,
+    help="Local ImageNet weight file (.pth/.safetensors), a model directory (model.json + "
+    "weights.safetensors, e.g. a trained or SSL model), or 'none' (random features).",
+)
 @click.option(
     "--max-samples", default=500, show_default=True, type=click.IntRange(min=1), help="Patches per folder."
 )
 @click.option("--out", default="clustering", show_default=True, type=click.Path(file_okay=False))
-def cluster(folders: tuple[str, ...], architecture: str, weights: str, max_samples: int, out: str) -> None:
+def cluster(
+    folders: tuple[str, ...], architecture: str | None, weights: str, max_samples: int, out: str
+) -> None:
     """Do the patches in FOLDERS separate? Backbone features → PCA → KMeans, matched to the folders."""
     from pathlib import Path
 

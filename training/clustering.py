@@ -10,13 +10,14 @@ be normalised before they are merged.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["cluster_folders", "cluster_report", "extract_features", "hungarian_accuracy"]
+__all__ = ["backbone", "cluster_folders", "cluster_report", "extract_features", "hungarian_accuracy"]
 
 
 def hungarian_accuracy(groups: np.ndarray, clusters: np.ndarray) -> float:
@@ -132,20 +133,22 @@ def plot_clusters(
 def cluster_folders(
     folders: Sequence[Path],
     *,
-    architecture: str = "resnet18",
+    architecture: str | None = None,
     weights: str = "none",
     max_samples: int = 500,
     out_dir: Path = Path("clustering"),
     seed: int = 0,
 ) -> dict[str, Any]:
-    """``histo cluster A/ B/``: patches of each folder (recursively) form one group."""
-    import timm
+    """``histo cluster A/ B/``: patches of each folder (recursively) form one group.
 
-    from napari_histo.models.registry import check_architecture
-    from napari_histo.models.weights import LOCAL_IMAGENET_FILES, load_imagenet_weights
+    ``weights`` is ``"none"`` (random init: a warning, the features mean little),
+    a local ImageNet weight file (loaded as training loads it), or a model
+    directory (``model.json`` + ``weights.safetensors``, e.g. a trained or SSL
+    backbone; its own architecture and normalisation are used).
+    """
     from training.data import IMAGE_EXTENSIONS, DataError, decode_image
 
-    check_architecture(architecture)
+    network, mean, std = backbone(architecture, weights)
     if len(folders) < 2:
         raise DataError(f"{len(folders)} folder given; clustering compares two or more folders of patches")
     rng = np.random.default_rng(seed)
@@ -157,12 +160,69 @@ def cluster_folders(
         for p in rng.permutation(np.array(files, dtype=object))[:max_samples]:
             images.append(decode_image(p, 96))
             groups.append(g)
-    network = timm.create_model(architecture, pretrained=False, num_classes=0)
-    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-    if weights != "none":
-        load_imagenet_weights(network, weights)
-        known = LOCAL_IMAGENET_FILES.get(architecture, {})
-        mean, std = known.get("mean", mean), known.get("std", std)
     return run_clustering(
         network, np.stack(images), np.array(groups), [f.name for f in folders], mean, std, out_dir
     )
+
+
+_IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+DEFAULT_ARCHITECTURE = "resnet18"
+
+
+def backbone(
+    architecture: str | None, weights: str | Path = "none"
+) -> tuple[Any, tuple[float, ...], tuple[float, ...]]:
+    """A feature extractor (classifier removed) and its normalisation mean/std.
+
+    A weight file is loaded with :func:`~napari_histo.models.weights.load_imagenet_weights`
+    into the full classifier (so its head tensors pair up), then the head is removed.
+    A model directory is loaded with :func:`~napari_histo.models.load_model`.
+    """
+    import timm
+
+    from napari_histo.models import ModelSpecError, load_model
+    from napari_histo.models.registry import check_architecture
+    from napari_histo.models.spec import SPEC_FILE, load_spec
+    from napari_histo.models.weights import LOCAL_IMAGENET_FILES, load_imagenet_weights
+
+    path = Path(str(weights)).expanduser()
+    if str(weights) not in ("none", "") and path.is_dir():
+        if not (path / SPEC_FILE).exists():
+            raise ModelSpecError(
+                f"{path}: a folder without {SPEC_FILE}; --weights takes a weight file (.pth/.safetensors) "
+                "or a model directory (model.json + weights.safetensors)"
+            )
+        spec = load_spec(path)
+        if architecture and architecture != spec.architecture:
+            raise ModelSpecError(
+                f"--architecture {architecture} but the model directory {path} holds a {spec.architecture}; "
+                "leave --architecture out to use the directory's"
+            )
+        network = load_model(path, "cpu", spec=spec)
+        if not hasattr(network, "reset_classifier"):
+            raise ModelSpecError(
+                f"{path}: a {spec.architecture} segmentation model; clustering needs a classifier backbone"
+            )
+        network.reset_classifier(0)
+        return network, tuple(spec.mean), tuple(spec.std)
+    if str(weights) in ("none", ""):
+        architecture = architecture or DEFAULT_ARCHITECTURE
+        check_architecture(architecture)
+        warnings.warn(
+            f"no --weights: the {architecture} backbone is randomly initialised, so its feature scores mean "
+            "nothing (only the pixel scores do). Give --weights a local ImageNet file (e.g. "
+            + ", ".join(f"{v['file']} for --architecture {k}" for k, v in LOCAL_IMAGENET_FILES.items())
+            + ") or a trained model directory (model.json + weights.safetensors).",
+            UserWarning,
+            stacklevel=3,
+        )
+        return timm.create_model(architecture, pretrained=False, num_classes=0), *_IMAGENET
+    if architecture is None:  # a shipped file names its architecture
+        known_arch = [k for k, v in LOCAL_IMAGENET_FILES.items() if v["file"] == path.name]
+        architecture = known_arch[0] if known_arch else DEFAULT_ARCHITECTURE
+    check_architecture(architecture)
+    network = timm.create_model(architecture, pretrained=False)  # with its ImageNet head, as in the file
+    load_imagenet_weights(network, path)
+    network.reset_classifier(0)
+    known = LOCAL_IMAGENET_FILES.get(architecture, {})
+    return network, tuple(known.get("mean", _IMAGENET[0])), tuple(known.get("std", _IMAGENET[1]))
