@@ -101,7 +101,7 @@ class AugmentConfig:
     brightness: float = 0.0
     contrast: float = 0.0
     hed_sigma: float = 0.0
-    stain_normalize: str = "none"  # none | macenko | reinhard (fitted on the training set)
+    stain_normalize: str = "none"  # none | macenko | reinhard | vahadane (fitted on the training set)
 
 
 @dataclass(frozen=True)
@@ -386,7 +386,7 @@ _CHOICES = {
     ("data", "balance"): ("none", "undersample", "weighted"),
     ("data", "group_by"): ("none", "slide", "patient"),
     ("model", "task"): ("classification", "segmentation"),
-    ("augment", "stain_normalize"): ("none", "macenko", "reinhard"),
+    ("augment", "stain_normalize"): ("none", "macenko", "reinhard", "vahadane"),
     ("train", "loss"): ("ce", "bce", "dice", "dice_ce"),
     ("train", "class_weights"): ("none", "balanced"),
 }  # fmt: skip

@@ -11,7 +11,7 @@ import numpy as np
 
 from training.metrics import roc_curve
 
-__all__ = ["plot_confusion", "plot_learning_curves", "plot_roc", "write_run_plots"]
+__all__ = ["learning_curves_figure", "plot_confusion", "plot_learning_curves", "plot_roc", "write_run_plots"]
 
 
 def _pyplot() -> Any:
@@ -25,6 +25,14 @@ def _pyplot() -> Any:
 
 def plot_learning_curves(history: Sequence[dict[str, Any]], path: Path) -> Path:
     """Training and validation loss, and the validation metrics, per epoch."""
+    plt = _pyplot()
+    return _save(learning_curves_figure(history), plt, path)
+
+
+def learning_curves_figure(history: Sequence[dict[str, Any]]) -> Any:
+    """The figure :func:`plot_learning_curves` saves: loss (left), metrics (right), whole epochs."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     epochs = [r["global_epoch"] + 1 for r in history]
@@ -49,7 +57,11 @@ def plot_learning_curves(history: Sequence[dict[str, Any]], path: Path) -> Path:
     ]:
         left.axvline(change, color="grey", ls=":")
         right.axvline(change, color="grey", ls=":")
-    return _save(fig, plt, path)
+    for ax in (left, right):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        if epochs:  # at least one whole epoch wide, so a single epoch still gets an integer tick
+            ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+    return fig
 
 
 def plot_roc(labels: np.ndarray, probs: np.ndarray, class_names: Sequence[str], path: Path) -> Path:

@@ -6,9 +6,15 @@ images are uint8 (rows, cols, 3) and never modified in place.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-__all__ = ["blend_mask", "fill_boxes", "outline_boxes"]
+__all__ = ["add_legend", "blend_mask", "fill_boxes", "outline_boxes"]
+
+_LEGEND_BG = (255, 255, 255)
+_LEGEND_TEXT = (0, 0, 0)
+_CHAR_PX = 6  # width of a character of Pillow's default bitmap font, for sizing the strip
 
 
 def blend_mask(
@@ -59,3 +65,45 @@ def outline_boxes(
         out[r0 : r1 + 1, c0] = color
         out[r0 : r1 + 1, c1] = color
     return out
+
+
+def add_legend(
+    image: np.ndarray,
+    names: Sequence[str],
+    colors: np.ndarray | Sequence[Sequence[int]],
+    *,
+    square: int = 12,
+    pad: int = 6,
+) -> np.ndarray:
+    """``image`` with a white strip below it: one colour square and class name per line.
+
+    The strip is ``pad + len(names) * (square + pad)`` rows tall; the image is widened
+    (white on the right) when a name would not fit.  Names are drawn with Pillow
+    (installed with scikit-image) and left out, squares kept, where it is missing.
+    """
+    colors = np.asarray(colors, np.uint8).reshape(-1, 3)
+    names = [str(name) for name in names][: len(colors)]
+    rows, cols = image.shape[:2]
+    longest = max((len(name) for name in names), default=0)
+    width = max(cols, 3 * pad + square + _CHAR_PX * longest) if names else cols
+    strip = pad + len(names) * (square + pad)
+    out = np.full((rows + strip, width, 3), _LEGEND_BG, np.uint8)
+    out[:rows, :cols] = image[..., :3]
+    for i, color in enumerate(colors[: len(names)]):
+        top = rows + pad + i * (square + pad)
+        out[top : top + square, pad : pad + square] = 0  # a dark frame keeps pale colours visible
+        out[top + 1 : top + square - 1, pad + 1 : pad + square - 1] = color
+    return _draw_names(out, names, rows, square, pad)
+
+
+def _draw_names(out: np.ndarray, names: Sequence[str], rows: int, square: int, pad: int) -> np.ndarray:
+    try:
+        from PIL import Image, ImageDraw
+    except ImportError:  # pragma: no cover - Pillow comes with scikit-image
+        return out
+    canvas = Image.fromarray(out)
+    draw = ImageDraw.Draw(canvas)
+    for i, name in enumerate(names):
+        top = rows + pad + i * (square + pad)
+        draw.text((2 * pad + square, top + 1), name, fill=_LEGEND_TEXT)
+    return np.asarray(canvas, np.uint8).copy()

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_histo.core.overlay import fill_boxes
+from napari_histo.core.overlay import add_legend, fill_boxes
 from napari_histo.errors import InvalidParameterError
 from napari_histo.io.files import (
     file_digest,
@@ -98,7 +98,11 @@ def run_slide_job(job: SlideJob, model: ModelHandle) -> Generator[InferenceProgr
         result = yield from predict_grid(session, model, grid, config=job.config,
                                          store_path=outputs["zarr"], stain=stain)  # fmt: skip
         write_prediction_geojson(result, outputs["geojson"], session.name)
-        write_png(outputs["overlay"], prediction_overview(session, result))
+        spec = result.spec
+        write_png(
+            outputs["overlay"],
+            add_legend(prediction_overview(session, result), spec.class_names, spec.class_colors),
+        )
     summary = summarize(result, job, fractions)
     write_bytes_atomic(outputs["summary"], json.dumps(summary, indent=2).encode())
     return summary

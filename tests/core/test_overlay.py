@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_histo.core.overlay import blend_mask, fill_boxes, outline_boxes
+from napari_histo.core.overlay import add_legend, blend_mask, fill_boxes, outline_boxes
 
 
 def test_blend_mask_tints_only_the_mask_and_resizes_it():
@@ -28,3 +28,26 @@ def test_fill_and_outline_boxes_in_level0_coordinates():
     assert (outlined[0, :50] == 9).all()
     assert (outlined[49, :50] == 9).all()
     assert (outlined[1:49, 1:49] == 0).all()
+
+
+def test_legend_strip_below_the_image_shows_each_class_colour_and_name():
+    image = np.full((40, 200, 3), 128, np.uint8)
+    names = ["tumour", "stroma", "a rather long class name for a narrow image"]
+    colors = [(230, 25, 75), (60, 180, 75), (0, 130, 200)]
+    out = add_legend(image, names, colors)
+    assert out.dtype == np.uint8 and out.shape[0] > image.shape[0] and out.shape[1] >= image.shape[1]
+    assert np.array_equal(out[:40, :200], image)
+    strip = out[40:]
+    pixels = {tuple(p) for p in strip.reshape(-1, 3).tolist()}
+    for color in colors:
+        assert color in pixels
+    # names are drawn in dark text beside the squares, and the long one widened the image
+    assert out.shape[1] > 200
+    assert (strip[:, 30:].sum(axis=-1) < 100).sum() > 50
+    np.testing.assert_array_equal(image, 128)  # the input is not modified
+
+
+def test_legend_without_classes_only_pads():
+    image = np.zeros((10, 20, 3), np.uint8)
+    out = add_legend(image, [], np.zeros((0, 3)))
+    assert out.shape[1] == 20 and np.array_equal(out[:10], image)

@@ -48,3 +48,35 @@ def test_hed_round_trip_and_skimage_agreement() -> None:
     ref = rgb2hed(images[0].permute(1, 2, 0).numpy().astype(np.float64))
     # skimage divides the optical density by -log(1e-6) and clips at 0; same stain matrix otherwise
     np.testing.assert_allclose(np.maximum(hed / -np.log(1e-6), 0), ref, atol=1e-5)
+
+
+def _stained(stains: np.ndarray, n: int, seed: int, px: int = 48) -> np.ndarray:
+    """uint8 (n, px, px, 3) H&E-like patches rendered by Beer-Lambert from two stain vectors."""
+    stains = stains / np.linalg.norm(stains, axis=1, keepdims=True)
+    rng = np.random.default_rng(seed)
+    conc = rng.uniform(0.0, 1.0, (n, px, px, 2)) * np.array([1.2, 0.6])
+    conc[:, : px // 4] = 0  # a strip of background
+    od = conc @ stains
+    return np.clip(255 * np.exp(-od), 0, 255).astype(np.uint8)
+
+
+def test_vahadane_stain_normalisation_moves_colours_toward_the_reference(tiny) -> None:  # type: ignore[no-untyped-def]
+    from napari_histo.core.stain import fit_stain
+    from training.samples import Samples
+    from training.stain import fit_stain_target, normalize_samples
+
+    assert tiny("augment.stain_normalize=vahadane").augment.stain_normalize == "vahadane"
+
+    reference = _stained(np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11]]), 4, seed=0)
+    source = _stained(np.array([[0.50, 0.80, 0.33], [0.20, 0.90, 0.40]]), 3, seed=1)
+    labels = np.zeros(len(reference), dtype=np.int64)
+    normalizer = fit_stain_target(Samples(labels, ("a",), images=reference), "vahadane")
+    assert normalizer.target is not None and normalizer.target.method.value == "vahadane"
+    out, skipped = normalize_samples(Samples(np.zeros(3, dtype=np.int64), ("a",), images=source), normalizer)
+    assert out.images is not None and skipped == 0
+    assert out.images.shape == source.shape and out.images.dtype == np.uint8
+    # the output's stain vectors, re-estimated, are the reference's rather than the source's
+    target = normalizer.target.stain_matrix
+    before = np.abs(fit_stain(source, "vahadane").stain_matrix - target).max()
+    after = np.abs(fit_stain(out.images, "vahadane").stain_matrix - target).max()
+    assert after < 0.05 < before, (before, after)
