@@ -12,18 +12,31 @@ from typing import Any
 import torch
 
 from napari_histo.models import ModelSpec, ModelSpecError, create_network
+from napari_histo.models.spec import SPEC_FILE, WEIGHTS_FILE, load_spec
 from napari_histo.models.weights import LOCAL_IMAGENET_FILES, load_imagenet_weights, read_weight_file
 from training.config import ConfigError, TrainingConfig
 
-__all__ = ["build_network", "head_parameters", "imagenet_normalisation", "set_trainable", "weights_path"]
+__all__ = [
+    "build_network",
+    "head_parameters",
+    "imagenet_normalisation",
+    "set_trainable",
+    "source_model_dir",
+    "source_spec",
+    "weights_path",
+]
 
 _IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 def imagenet_normalisation(config: TrainingConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """mean/std: the recipe's, else those of the local weight file, else ImageNet's."""
+    """mean/std: the recipe's, else the source model directory's, else those of the local weight file,
+    else ImageNet's."""
     if config.model.mean and config.model.std:
         return tuple(config.model.mean), tuple(config.model.std)
+    source = source_spec(config)
+    if source is not None:
+        return tuple(source.mean), tuple(source.std)
     known = LOCAL_IMAGENET_FILES.get(config.model.architecture)
     if known and Path(config.model.weights).name == known["file"]:
         return tuple(known["mean"]), tuple(known["std"])
@@ -59,11 +72,30 @@ def build_network(config: TrainingConfig, spec: ModelSpec) -> torch.nn.Module:
 
 
 def weights_path(config: TrainingConfig) -> Path:
-    """``model.weights`` as a path: relative paths start at the recipe's folder."""
+    """``model.weights`` as a path: relative paths start at the recipe's folder; a model directory
+    (``model.json`` + ``weights.safetensors``) stands for its weight file."""
     path = Path(config.model.weights).expanduser()
     if not path.is_absolute() and config.recipe_path:
         path = Path(config.recipe_path).parent / path
+    if path.is_dir() and (path / SPEC_FILE).is_file() and (path / WEIGHTS_FILE).is_file():
+        return path / WEIGHTS_FILE
     return path
+
+
+def source_model_dir(config: TrainingConfig) -> Path | None:
+    """The model directory ``model.weights`` comes from (the folder, or the weight file inside it)."""
+    if config.model.weights in ("none", "", "timm"):
+        return None
+    path = weights_path(config)
+    if path.name == WEIGHTS_FILE and path.is_file() and (path.parent / SPEC_FILE).is_file():
+        return path.parent
+    return None
+
+
+def source_spec(config: TrainingConfig) -> ModelSpec | None:
+    """The ``model.json`` of the model directory the weights come from, if they come from one."""
+    folder = source_model_dir(config)
+    return None if folder is None else load_spec(folder)
 
 
 def _reset_head(network: torch.nn.Module, fresh: list[str]) -> None:

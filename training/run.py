@@ -27,7 +27,7 @@ from training.config import ConfigError, TrainingConfig, config_to_dict
 from training.data import Samples, load_samples
 from training.loop import Context, Fold, evaluate, fit
 from training.losses import make_loss
-from training.network import build_network, imagenet_normalisation, weights_path
+from training.network import build_network, imagenet_normalisation, source_spec, weights_path
 from training.report import EpochLogger, StepProgress, environment, write_json, write_resolved_config
 from training.splits import balanced_class_weights, cap_per_class, sample_weights, split_samples, undersample
 
@@ -287,6 +287,20 @@ def make_spec(config: TrainingConfig, train: Samples, stain: dict[str, Any] | No
     """The model's ``ModelSpec`` from the recipe and the training data (patch size, classes)."""
     patch = config.model.patch_size_pixels or _patch_size(train)
     mean, std = imagenet_normalisation(config)
+    input_size = config.model.input_size or patch
+    source = source_spec(config)
+    if source is not None:  # fine-tuning another run: its mean/std (and input size) unless the recipe says
+        taken = [] if config.model.mean and config.model.std else ["mean/std"]
+        if not config.model.input_size:
+            input_size = source.input_size
+            taken.append("input size")
+        if taken:
+            print(
+                f"model.weights is the model directory {weights_path(config).parent}: using its "
+                f"{' and '.join(taken)} (mean {list(mean)}, std {list(std)}, input {input_size} px); "
+                "set model.mean/model.std/model.input_size in the recipe to override",
+                flush=True,
+            )
     return ModelSpec(
         architecture=config.model.architecture,
         num_classes=len(train.class_names),
@@ -295,7 +309,7 @@ def make_spec(config: TrainingConfig, train: Samples, stain: dict[str, Any] | No
         spacing_um_px=config.model.spacing_um_px,
         task=config.model.task,
         class_colors=tuple(config.model.class_colors),
-        input_size=config.model.input_size or patch,
+        input_size=input_size,
         mean=mean,
         std=std,
         name=config.model.name or config.name,

@@ -20,7 +20,9 @@ __all__ = [
     "WeightFileNotFoundError",
     "check_weight_file",
     "holds_code",
+    "hub_reachable",
     "load_imagenet_weights",
+    "offline_message",
     "read_safetensors",
     "read_weight_file",
     "remap_state_dict",
@@ -47,22 +49,82 @@ LOCAL_IMAGENET_FILES = {
 }
 
 
+#: where timm's hub lives; a quick connect to it tells "offline" apart before timm's minute of retries
+HUB_HOST = ("huggingface.co", 443)
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether timm's hub can be reached: ``HF_HUB_OFFLINE`` unset and a TCP connect within ``timeout`` s."""
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    try:
+        with socket.create_connection(HUB_HOST, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _cached_hub_file(architecture: str) -> str | None:
+    """The weight file timm downloaded earlier for ``architecture`` (Hugging Face cache), if any."""
+    try:
+        import timm
+        from huggingface_hub import try_to_load_from_cache
+
+        cfg = timm.models.get_pretrained_cfg(architecture)
+        repo = cfg.hf_hub_id if cfg is not None else None
+        if not repo:
+            return None
+        repo, _, revision = repo.partition("@")
+        for name in ("model.safetensors", "open_clip_pytorch_model.bin", "pytorch_model.bin"):
+            found = try_to_load_from_cache(repo, name, revision=revision or None)
+            if isinstance(found, str):
+                return found
+    except (ImportError, AttributeError, KeyError, ValueError, RuntimeError, OSError):  # treat as not cached
+        return None
+    return None
+
+
+def offline_message(architecture: str, *, reached: bool = False) -> str:
+    """Every way to start a run without timm's hub, for ``architecture``."""
+    known = LOCAL_IMAGENET_FILES.get(architecture)
+    local = (
+        f"; shipped ImageNet files: {known['file']} (in ../shared/data/weights for the tests)"
+        if known
+        else f"; shipped ImageNet files exist for {', '.join(sorted(LOCAL_IMAGENET_FILES))} ("
+        f"{', '.join(str(v['file']) for v in LOCAL_IMAGENET_FILES.values())}, in ../shared/data/weights "
+        "for the tests)"
+    )
+    why = (
+        "Without the hub"
+        if reached
+        else f"model.weights = timm needs timm's hub (huggingface.co) to fetch ImageNet weights for "
+        f"{architecture!r}, and it cannot be reached here (offline, or HF_HUB_OFFLINE is set)"
+    )
+    return (
+        f"{why}. Options: --set model.weights=none "
+        "(random initialisation); --set model.weights=/path/file.pth (a local .pth or .safetensors weight "
+        f"file, or a model directory){local}; or run once on a connected machine so timm caches the weights."
+    )
+
+
 def timm_pretrained(architecture: str, num_classes: int) -> Any:
-    """timm's ImageNet weights from its hub, or a clear error when offline."""
+    """timm's ImageNet weights from its hub (or its cache), or at once a clear error when offline."""
     import timm
 
+    overlay: dict[str, Any] = {}
+    if not hub_reachable():
+        cached = _cached_hub_file(architecture)
+        if cached is None:
+            raise DownloadError(offline_message(architecture))
+        overlay = {"pretrained_cfg_overlay": {"file": cached}}
     try:
-        return timm.create_model(architecture, pretrained=True, num_classes=num_classes)
+        return timm.create_model(architecture, pretrained=True, num_classes=num_classes, **overlay)
     except Exception as exc:  # hub failures come as many types (HTTP, OSError, HF errors)
-        known = LOCAL_IMAGENET_FILES.get(architecture)
-        hint = (
-            f" A local copy works offline: pass weights=PATH to {known['file']}."
-            if known
-            else " Download the weights on a connected machine, or pass a local .pth/.safetensors file."
-        )
         raise DownloadError(
             f"could not fetch ImageNet weights for {architecture!r} from the timm hub ({type(exc).__name__}: "
-            f"{exc}). Are you offline?{hint}"
+            f"{' '.join(str(exc).split())[:300]}). {offline_message(architecture, reached=True)}"
         ) from exc
 
 
