@@ -3,9 +3,12 @@
 ``torchrun --nproc_per_node N -m training.cli RECIPE.yaml`` (or ``histo train``
 under torchrun) sets ``RANK``/``WORLD_SIZE``; every process reads the same
 data, takes its own stride of each epoch's order, and gradients are averaged
-by :class:`~torch.nn.parallel.DistributedDataParallel`.  Every rank evaluates
-the whole validation split, so early-stopping decisions agree without
-communication; only rank 0 writes files.
+by :class:`~torch.nn.parallel.DistributedDataParallel`.  Before each
+validation the BatchNorm statistics (buffers, which every rank updates from
+its own shard) are copied from rank 0, every rank evaluates the whole
+validation split, and rank 0's metrics are broadcast, so the logged metrics,
+the scheduler, the best epoch and early stopping agree on every rank; the
+training loss is averaged over ranks.  Only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -16,7 +19,17 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["device_for", "is_distributed", "setup", "teardown", "wrap"]
+__all__ = [
+    "barrier",
+    "broadcast_object",
+    "device_for",
+    "is_distributed",
+    "reduce_sum",
+    "setup",
+    "sync_buffers",
+    "teardown",
+    "wrap",
+]
 
 
 def is_distributed() -> bool:
@@ -54,3 +67,39 @@ def wrap(network: torch.nn.Module, device: torch.device) -> Any:
 
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(network, device_ids=ids, find_unused_parameters=False)
+
+
+def _active() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def sync_buffers(module: torch.nn.Module) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every rank."""
+    if not _active():
+        return
+    with torch.no_grad():
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's ``obj`` (picklable) on every rank."""
+    if not _active():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def reduce_sum(values: list[float], device: torch.device) -> list[float]:
+    """Element-wise sums of ``values`` over all ranks."""
+    if not _active():
+        return list(values)
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def barrier() -> None:
+    if _active():
+        dist.barrier()

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from training import ddp
 from training.augment import augment_batch
 from training.batches import epoch_order, iterate_batches
 from training.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
@@ -244,8 +245,10 @@ def fit(
             global_epoch = len(state["history"])
             row = {"phase": p_index, "epoch": epoch, "global_epoch": global_epoch,
                    "lr": optimizer.param_groups[0]["lr"]}  # fmt: skip
-            row.update(train_epoch(model, optimizer, scaler, train, ctx, global_epoch))
+            row.update(_agree(train_epoch(model, optimizer, scaler, train, ctx, global_epoch), inner, ctx))
             metrics, _ = evaluate(inner, valid, ctx)
+            if ctx.world > 1:  # rank 0's numbers everywhere: logs, scheduler, best epoch, early stopping
+                metrics = ddp.broadcast_object(metrics)
             row.update({f"val_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
             score = metrics[cfg.monitor] if cfg.monitor in metrics else _missing_monitor(cfg.monitor, metrics)
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -272,9 +275,21 @@ def fit(
         state.update(phase=p_index + 1, epoch=0)
         if state.get("stopped"):
             break
+    if ctx.world > 1:
+        ddp.barrier()  # rank 0 has written best.pt and last.pt before any rank reads them
     return {k: state[k] for k in ("history", "best_score", "best_epoch")} | {
         "stopped": state.get("stopped") or None
     }
+
+
+def _agree(stats: dict[str, float], inner: Any, ctx: Context) -> dict[str, float]:
+    """Under DDP: rank 0's BatchNorm statistics on every rank, the training loss averaged over ranks
+    and the throughput summed, so every rank evaluates the same network and logs the same row."""
+    if ctx.world <= 1:
+        return stats
+    ddp.sync_buffers(inner)
+    loss, ranks, speed = ddp.reduce_sum([stats["train_loss"], 1.0, stats["images_per_s"]], ctx.device)
+    return {"train_loss": loss / ranks, "images_per_s": speed}
 
 
 def _snapshot(network: Any, optimizer: Any, scheduler: Any, state: dict[str, Any]) -> dict[str, Any]:
