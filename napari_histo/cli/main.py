@@ -31,6 +31,7 @@ SUBCOMMANDS = {
     "qupath": "napari_histo.cli.qupath:qupath",
     "tiles": "napari_histo.cli.tiles:tiles",
     "predict": "napari_histo.cli.predict:predict",
+    "explain": "napari_histo.cli.explain:explain",
     "export-wsinfer": "napari_histo.cli.export_wsinfer:export_wsinfer_command",
     "cohort": "napari_histo.cli.cohort:cohort",
     "train": "training.cli:train",
@@ -44,6 +45,7 @@ Examples:
   histo info slide.ndpi --json         the same as JSON, for scripts
   histo tiles slide.svs --mpp 0.5 --tile-px 224 --out patches/
   histo predict slide.svs --model MODEL_DIR --out results/
+  histo explain slide.svs --model pcam-mobilenetv2 --out why/   Grad-CAM: where the evidence lies
   histo cohort predict cohort/ --model MODEL_DIR --out results/   every slide, on Dask
   histo qupath validate annotations.geojson
   histo demo                           the whole journey on the built-in sample
