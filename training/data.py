@@ -34,6 +34,7 @@ __all__ = [
     "read_idc",
     "read_labels_csv",
     "read_tiles_csv",
+    "record_class_counts",
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -66,7 +67,32 @@ def load_samples(config: DataConfig, base: Path, work_dir: Path | None = None) -
     _check_classes(samples, config.source)
     if config.dedup:
         samples = dedup(samples)
+    if work_dir is not None and config.source != "synthetic_segmentation":
+        record_class_counts(samples, config, work_dir)
     return samples
+
+
+def record_class_counts(samples: Samples, config: DataConfig, work_dir: Path) -> dict[str, object]:
+    """Print and write ``work_dir/class_counts.json``: the loaded patches per class, before any balancing.
+
+    The counts after splitting and balancing are ``metrics.json``'s ``summary.counts`` (per split).
+    """
+    from training.report import write_json
+
+    counts = samples.counts()
+    record: dict[str, object] = {"before_balancing": counts, "balance": config.balance}
+    if config.source.startswith("synthetic"):
+        record["data"] = "synthetic stand-in (training.synthetic)"
+    shown = ", ".join(f"{name} {n}" for name, n in counts.items())
+    after = {
+        "undersample": "the training split is undersampled to its rarest class",
+        "weighted": "the training loss weights the classes",
+    }.get(config.balance, "no balancing")
+    print(f"class counts before balancing (all splits): {shown}; data.balance={config.balance}: {after} "
+          "(counts after: metrics.json summary.counts)", flush=True)  # fmt: skip
+    if Path(work_dir).is_dir():
+        write_json(record, Path(work_dir) / "class_counts.json")
+    return record
 
 
 def read_class_folders(root: Path, class_names: Sequence[str] = ()) -> Samples:

@@ -7,6 +7,11 @@ from one pixel; ``synthetic_stain`` renders the *same* tissue with two stain
 vector sets (for the clustering check); ``synthetic_segmentation`` draws
 "stroma" regions (sparse elongated nuclei, more eosin) in "tumour" (dense
 nuclei) with the stroma mask as target.
+
+A stand-in for a data set in :data:`STAND_IN_PROPORTIONS` (recognised by its
+class names) copies that set's class imbalance, so balancing (e.g.
+``data.balance: undersample``) has something to do: ``synthetic_per_class``
+is then the count of the rarest class and the others are scaled up.
 """
 
 from __future__ import annotations
@@ -18,11 +23,16 @@ from napari_histo.core.stain import RUIFROK_RGB_FROM_HED
 from training.config import DataConfig
 from training.samples import Samples
 
-__all__ = ["render_patch", "synthetic_samples"]
+__all__ = ["STAND_IN_PROPORTIONS", "render_patch", "stand_in_counts", "synthetic_samples"]
 
 _STAINS = {
     "standard": (RUIFROK_RGB_FROM_HED[0], RUIFROK_RGB_FROM_HED[1]),
     "variant": (np.array([0.45, 0.85, 0.27]), np.array([0.03, 0.80, 0.60])),
+}
+#: class counts of the real data sets the stand-ins imitate, keyed by the recipe's class names
+STAND_IN_PROPORTIONS: dict[tuple[str, ...], tuple[int, ...]] = {
+    # IDC (Janowczyk & Madabhushi; recipe E): 198,738 IDC-negative and 78,786 IDC-positive patches
+    ("negative", "idc"): (198_738, 78_786),
 }
 _DEFAULT_NAMES = {
     "synthetic": ("normal", "benign", "in_situ", "invasive"),
@@ -69,17 +79,26 @@ def render_patch(
     return (255 * np.exp(-np.clip(od, 0, None))).round().clip(0, 255).astype(np.uint8)
 
 
+def stand_in_counts(names: tuple[str, ...], per_class: int) -> tuple[int, ...]:
+    """Patches per class: ``per_class`` each, or the real set's proportions with ``per_class`` the rarest."""
+    real = STAND_IN_PROPORTIONS.get(tuple(n.lower() for n in names))
+    if real is None:
+        return (per_class,) * len(names)
+    return tuple(round(per_class * c / min(real)) for c in real)
+
+
 def synthetic_samples(config: DataConfig, seed: int = 0) -> Samples:
-    """``config.synthetic_per_class`` patches per class of ``config.synthetic_px`` pixels."""
+    """Stand-in patches of ``config.synthetic_px`` pixels; counts per class from :func:`stand_in_counts`."""
     if config.source == "synthetic_segmentation":
         return _segmentation_samples(config, seed)
     names = tuple(config.class_names) or _DEFAULT_NAMES[config.source]
     rng = np.random.default_rng(seed)
-    px, n = config.synthetic_px, config.synthetic_per_class
+    px = config.synthetic_px
+    counts = stand_in_counts(names, config.synthetic_per_class) if config.source == "synthetic" else None
     density = (px / 64) ** 2
     images, labels = [], []
     for label in range(len(names)):
-        for _ in range(n):
+        for _ in range(counts[label] if counts else config.synthetic_per_class):
             if config.source == "synthetic_stain":
                 kwargs = {
                     "nuclei": int(rng.integers(8, 30) * density),
