@@ -1,4 +1,4 @@
-"""``histo predict``: whole-slide patch classification with a model directory."""
+"""``histo predict``: whole-slide patch classification or stitched segmentation with a model directory."""
 
 from __future__ import annotations
 
@@ -66,6 +66,13 @@ def predict(
       NAME.summary.json   class areas and fractions, and a slide-level call
       NAME.overlay.png    thumbnail with the predicted classes
       NAME.settings.json  what made them (model files, --min-tissue, µm/px, stain)
+
+    \b
+    A segmentation model (task: segmentation in model.json) segments the tissue
+    in overlapping tiles and writes, instead of NAME.zarr and NAME.geojson,
+      NAME.mask.zarr      stitched class map ("labels", -1 = not segmented) and
+                          "confidence", at the model's µm/px
+    with the class areas in NAME.summary.json and the classes on NAME.overlay.png.
     Slides with a summary already are skipped; a killed run resumes.  If the
     settings changed since, the run is refused unless --overwrite.
 
@@ -115,6 +122,10 @@ def predict(
             click.echo(f"{slide.name}: already done (delete its .summary.json to run again)")
         else:
             summary = json.loads(outputs_for(slide, out_dir)["summary"].read_text())
+            if summary.get("task") == "segmentation":
+                areas = ", ".join(f"{name} {c['area_mm2']:.2f} mm²" for name, c in summary["classes"].items())
+                click.echo(f"{slide.name}: {summary['n_tiles']} tiles segmented, {areas}")
+                continue
             call = summary["slide_call"]
             click.echo(f"{slide.name}: {summary['n_tiles']} tiles, call {call['class']} "
                        f"(mean p={call['mean_probability']:.2f})")  # fmt: skip

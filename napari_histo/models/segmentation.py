@@ -13,7 +13,7 @@ import os
 import shutil
 import time
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from napari_histo.models.engine import (
 from napari_histo.models.loading import resolve_device
 from napari_histo.models.spec import ModelSpec, ModelSpecError, Task
 
-__all__ = ["SegmentationResult", "output_shape", "predict_segmentation"]
+__all__ = ["SegmentationResult", "cover_edges", "output_shape", "predict_segmentation"]
 
 
 @dataclass(frozen=True)
@@ -51,16 +51,54 @@ def output_shape(grid: TileGrid) -> tuple[int, int]:
     return (int(np.ceil(grid.slide_shape_rc[0] / scale)), int(np.ceil(grid.slide_shape_rc[1] / scale)))
 
 
+def cover_edges(grid: TileGrid) -> tuple[TileGrid, np.ndarray]:
+    """``grid`` with tiles added flush with the right and bottom slide edges, and every tile's output origin.
+
+    A grid of whole tiles stops short of the edges when the slide is not a multiple of
+    the stride; each tile of the last row (column) of the grid gets a copy moved down
+    (right) to end at the edge, so the stitched labels cover the slide to its last pixel.
+    Returns the grid to read and (n, 2) int64 (row, col) origins in output pixels, where
+    the added tiles end exactly at :func:`output_shape` (a shift of under one pixel).
+    """
+    shape = output_shape(grid)
+    scale = grid.target_mpp / grid.slide_mpp
+    size, stride = grid.tile_px_level0, grid.stride_px_level0
+    level0 = grid.origins_rc.astype(np.float64)
+    out = np.rint(level0 / scale).astype(np.int64)
+    added_level0, added_out = [level0], [out]
+    last = [(level0[:, a] + stride + size > grid.slide_shape_rc[a] + 1e-6)  # no further grid tile fits
+            & (out[:, a] + grid.tile_px < shape[a]) for a in (0, 1)]  # fmt: skip
+    for move in ((True, False), (False, True), (True, True)):
+        pick = np.ones(len(out), bool)
+        for axis in (0, 1):
+            if move[axis]:
+                pick &= last[axis]
+        if not pick.any():
+            continue
+        l0, o = level0[pick].copy(), out[pick].copy()
+        for axis in (0, 1):
+            if move[axis]:
+                l0[:, axis] = max(0.0, np.floor(grid.slide_shape_rc[axis] - size))
+                o[:, axis] = shape[axis] - grid.tile_px
+        added_level0.append(l0)
+        added_out.append(o)
+    origins = np.concatenate(added_level0).round().astype(np.int64)
+    return replace(grid, origins_rc=origins.reshape(-1, 2)), np.concatenate(added_out).reshape(-1, 2)
+
+
 def predict_segmentation(
     slide: Slide,
     spec: ModelSpec,
     grid: TileGrid,
     model: Any,
-    store_path: str | Path,
+    store_path: str | os.PathLike[str],
     *,
     config: InferenceConfig | None = None,
 ) -> Generator[InferenceProgress, None, SegmentationResult]:
     """Segment every tile of ``grid`` (use an overlap, e.g. 1/8 of the tile) and stitch.
+
+    Tiles flush with the right and bottom edges are added (:func:`cover_edges`), so
+    the labels reach the slide's edges wherever the grid's last row and column do.
 
     Yields :class:`InferenceProgress` per batch and returns :class:`SegmentationResult`.
     """
@@ -75,8 +113,7 @@ def predict_segmentation(
     device = resolve_device(config.device)
     model = model.to(device).eval()
     shape = output_shape(grid)
-    scale = grid.target_mpp / grid.slide_mpp
-    origins = np.rint(grid.origins_rc / scale).astype(np.int64)
+    grid, origins = cover_edges(grid)
     order = np.lexsort((origins[:, 1], origins[:, 0]))
     final = Path(store_path)
     group, rows_done = _open_store(final, shape, spec, grid)
@@ -116,7 +153,8 @@ def _open_store(final: Path, shape: tuple[int, int], spec: ModelSpec, grid: Tile
         try:
             group = zarr.open_group(str(partial), mode="r+")
             if group.attrs.get("fingerprint") == stamp:
-                return group, int(group.attrs.get("rows_done", 0))
+                rows_done = group.attrs.get("rows_done", 0)
+                return group, int(rows_done) if isinstance(rows_done, (int, float)) else 0
         except Exception:  # noqa: BLE001 - an unreadable partial store is started again
             pass
         shutil.rmtree(partial)

@@ -26,9 +26,10 @@ from napari_histo.core.viewport import tiles_in_polygons, tiles_in_view
 from napari_histo.errors import NoTissueError
 from napari_histo.io.slide import Slide, SlideDamageWarning, SlideWarning
 from napari_histo.models.engine import InferenceConfig, InferenceProgress, TilePredictions, predict_tiles
+from napari_histo.models.segmentation import SegmentationResult
 from napari_histo.pipeline.model import ModelHandle
 from napari_histo.pipeline.session import SlideSession
-from napari_histo.pipeline.tissue import model_tissue_grid
+from napari_histo.pipeline.tissue import model_tissue_grid, plan_grid, slide_tissue_mask, tissue_tiles
 
 __all__ = [
     "NotBrightfieldWarning",
@@ -37,6 +38,7 @@ __all__ = [
     "predict_grid",
     "predict_in_order",
     "predict_slide",
+    "segment_slide",
     "warn_if_not_brightfield",
 ]
 
@@ -176,6 +178,47 @@ def predict_grid(
     )
     warn_about_filled_tiles(session)
     return result
+
+
+def segment_slide(
+    session: SlideSession,
+    model: ModelHandle,
+    store_path: str | os.PathLike[str],
+    *,
+    min_tissue: float = 0.5,
+    config: InferenceConfig | None = None,
+) -> Generator[InferenceProgress, None, tuple[SegmentationResult, TileGrid, np.ndarray]]:
+    """Segment the tissue tiles of the slide with a segmentation model and stitch the labels into a zarr.
+
+    Tiles overlap by 1/8 of their edge; returns the
+    :class:`~napari_histo.models.segmentation.SegmentationResult`, the tissue grid and
+    its tissue fractions.
+
+    Raises
+    ------
+    NoTissueError
+        When no tile with enough tissue lies in the slide.
+    """
+    from napari_histo.models.segmentation import predict_segmentation
+
+    config = config or InferenceConfig(device=model.device)
+    warn_if_not_brightfield(session)
+    spec = model.spec
+    grid = plan_grid(session, spec.spacing_um_px, spec.patch_size_pixels, spec.patch_size_pixels // 8)
+    if len(grid) == 0:  # the same refusal as a classifier's
+        model_tissue_grid(session, model, min_tissue)
+    session.slide.reserve_tile_rows(grid.level)
+    grid, fractions = tissue_tiles(grid, slide_tissue_mask(session), min_tissue)
+    if len(grid) == 0:
+        raise NoTissueError(
+            f"{session.name}: no tile of {spec.patch_size_pixels} px at {spec.spacing_um_px:g} µm/px has at "
+            f"least {min_tissue:.0%} tissue. The slide may be blank or the tissue faint; lower the minimum "
+            "tissue fraction (--min-tissue 0.1) or check the slide."
+        )
+    result = yield from predict_segmentation(session.slide, spec, grid, model.network(), store_path,
+                                             config=config)  # fmt: skip
+    warn_about_filled_tiles(session)
+    return result, grid, fractions
 
 
 def predict_in_order(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from napari_histo.core.overlay import add_legend, fill_boxes
+from napari_histo.core.tiling import TileGrid
 from napari_histo.errors import InvalidParameterError
 from napari_histo.io.files import (
     file_digest,
@@ -32,9 +33,10 @@ from napari_histo.io.files import (
     write_settings,
 )
 from napari_histo.models.engine import InferenceConfig, InferenceProgress, TilePredictions
-from napari_histo.models.spec import SPEC_FILE, WEIGHTS_FILE
+from napari_histo.models.segmentation import SegmentationResult
+from napari_histo.models.spec import SPEC_FILE, WEIGHTS_FILE, Task
 from napari_histo.pipeline.model import ModelHandle
-from napari_histo.pipeline.predict import predict_grid, warn_if_not_brightfield
+from napari_histo.pipeline.predict import predict_grid, segment_slide, warn_if_not_brightfield
 from napari_histo.pipeline.qupath import write_prediction_geojson
 from napari_histo.pipeline.session import SlideSession, open_session
 from napari_histo.pipeline.stain import stain_normalizer
@@ -67,10 +69,14 @@ class SlideJob:
 
 
 def outputs_for(slide_path: Path, out_dir: Path) -> dict[str, Path]:
-    """The files a job writes for ``slide_path`` (``settings``: what made the others)."""
+    """The files a job writes for ``slide_path`` (``settings``: what made the others).
+
+    A classifier writes ``zarr`` and ``geojson``; a segmentation model writes ``mask`` instead.
+    """
     stem = slide_path.name.split(".")[0]
     return {
         "zarr": out_dir / f"{stem}.zarr",
+        "mask": out_dir / f"{stem}.mask.zarr",  # a segmentation model's stitched class map
         "geojson": out_dir / f"{stem}.geojson",
         "summary": out_dir / f"{stem}.summary.json",
         "overlay": out_dir / f"{stem}.overlay.png",
@@ -89,9 +95,13 @@ def run_slide_job(job: SlideJob, model: ModelHandle) -> Generator[InferenceProgr
     settings = job_settings(job, model)
     if check_earlier_outputs(job, model, settings):
         return {**json.loads(outputs["summary"].read_text()), "skipped": True}
+    if model.spec.task is Task.SEGMENTATION and job.stain_method is not None:
+        raise InvalidParameterError("--stain is not supported with a segmentation model yet; leave it out")
     stain = stain_normalizer(job.stain_method, job.stain_reference, job.config.device)
     job.out_dir.mkdir(parents=True, exist_ok=True)
     write_settings(outputs["settings"], settings)
+    if model.spec.task is Task.SEGMENTATION:
+        return (yield from _run_segmentation_job(job, model, outputs))
     with open_session(job.slide_path, job.slide_mpp) as session:
         warn_if_not_brightfield(session)  # before the tissue grid: a fluorescence slide has no "tissue"
         grid, fractions = model_tissue_grid(session, model, job.min_tissue)
@@ -106,6 +116,87 @@ def run_slide_job(job: SlideJob, model: ModelHandle) -> Generator[InferenceProgr
     summary = summarize(result, job, fractions)
     write_bytes_atomic(outputs["summary"], json.dumps(summary, indent=2).encode())
     return summary
+
+
+def _run_segmentation_job(
+    job: SlideJob, model: ModelHandle, outputs: dict[str, Path]
+) -> Generator[InferenceProgress, None, dict[str, Any]]:
+    """Stitched segmentation: ``mask`` (labels and confidence at the model's µm/px), overlay, summary."""
+    with open_session(job.slide_path, job.slide_mpp) as session:
+        work = segment_slide(session, model, outputs["mask"], min_tissue=job.min_tissue, config=job.config)
+        result, grid, fractions = yield from work
+        spec = model.spec
+        overview = segmentation_overview(session, outputs["mask"], spec.class_colors)
+        write_png(outputs["overlay"], add_legend(overview, spec.class_names, spec.class_colors))
+    summary = summarize_segmentation(
+        result, job, grid, fractions, spec.class_names, spec.name or spec.architecture
+    )
+    write_bytes_atomic(outputs["summary"], json.dumps(summary, indent=2).encode())
+    return summary
+
+
+def summarize_segmentation(
+    result: SegmentationResult, job: SlideJob, grid: TileGrid, tissue_fractions: np.ndarray,
+    class_names: Sequence[str], model_name: str,
+) -> dict[str, Any]:  # fmt: skip
+    """Class areas (mm²) and fractions of the segmented pixels."""
+    counts = np.asarray(result.class_pixels, np.int64)
+    pixel_mm2 = (result.mpp / 1000) ** 2
+    total = int(counts.sum())
+    return {
+        "slide": job.slide_path.name,
+        "model": model_name,
+        "task": "segmentation",
+        "class_names": list(class_names),
+        "n_tiles": len(grid),
+        "tile_px": grid.tile_px,
+        "overlap_px": grid.overlap_px,
+        "mpp": result.mpp,
+        "mask_shape": list(result.shape_rc),
+        "min_tissue": job.min_tissue,
+        "mean_tissue_fraction": float(np.mean(tissue_fractions)) if len(tissue_fractions) else 0.0,
+        "segmented_area_mm2": round(total * pixel_mm2, 4),
+        "classes": {
+            name: {
+                "pixels": int(counts[i]),
+                "area_mm2": round(float(counts[i] * pixel_mm2), 4),
+                "fraction": round(float(counts[i] / max(1, total)), 4),
+            }
+            for i, name in enumerate(class_names)
+        },
+        "elapsed_s": round(result.elapsed_s, 2),
+        "tiles_per_s": round(len(grid) / result.elapsed_s, 1) if result.elapsed_s > 0 else None,
+    }
+
+
+def segmentation_overview(
+    session: SlideSession,
+    mask_path: Path,
+    class_colors: Sequence[Any],
+    max_px: int = 1024,
+    alpha: float = 0.5,
+) -> np.ndarray:
+    """Thumbnail (uint8 RGB) with the stitched labels blended in their class colours (read in bands)."""
+    import zarr
+
+    thumb = session.slide.thumbnail(max_px)[..., :3].copy()
+    labels: Any = zarr.open_group(str(mask_path), mode="r")["labels"]
+    rows, cols = labels.shape
+    r_idx = np.minimum((np.arange(thumb.shape[0]) + 0.5) * rows / thumb.shape[0], rows - 1).astype(np.int64)
+    c_idx = np.minimum((np.arange(thumb.shape[1]) + 0.5) * cols / thumb.shape[1], cols - 1).astype(np.int64)
+    small = np.full(thumb.shape[:2], -1, np.int16)
+    step = 1024
+    for r0 in range(0, rows, step):
+        hit = (r_idx >= r0) & (r_idx < r0 + step)
+        if hit.any():
+            block = np.asarray(labels[r0 : min(rows, r0 + step)])
+            small[hit] = block[r_idx[hit] - r0][:, c_idx]
+    colors = np.asarray([np.asarray(c, float)[:3] for c in class_colors])  # 0-255, as in the spec
+    shown = small >= 0
+    tint = colors[np.clip(small, 0, len(colors) - 1)]
+    out = thumb.astype(np.float32)
+    out[shown] = (1 - alpha) * out[shown] + alpha * tint[shown]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 #: how each recorded setting is named to the user
@@ -151,7 +242,7 @@ def check_earlier_outputs(job: SlideJob, model: ModelHandle, settings: dict[str,
         summary = read_settings(outputs["summary"]) or {}
         recorded, keys = {k: summary.get(k) for k in ("model", "min_tissue")}, ["model", "min_tissue"]
     changes = settings_changes(recorded, settings, _SETTING_NAMES, keys) if recorded is not None else []
-    partial = outputs["zarr"].with_name(outputs["zarr"].name + ".partial")
+    partials = [outputs[k].with_name(outputs[k].name + ".partial") for k in ("zarr", "mask")]
     if not changes:
         return done
     changed = "; ".join(changes)
@@ -165,14 +256,16 @@ def check_earlier_outputs(job: SlideJob, model: ModelHandle, settings: dict[str,
         for key in ("summary", "geojson", "overlay", "settings"):
             outputs[key].unlink(missing_ok=True)
         shutil.rmtree(outputs["zarr"], ignore_errors=True)
+        shutil.rmtree(outputs["mask"], ignore_errors=True)
         warnings.warn(
             f"--overwrite: replacing the outputs of {name} in {job.out_dir}, made with other settings "
             f"({changed})",
             EarlierOutputsWarning,
             stacklevel=2,
         )
-    if partial.exists():
-        shutil.rmtree(partial, ignore_errors=True)
+    if any(partial.exists() for partial in partials):
+        for partial in partials:
+            shutil.rmtree(partial, ignore_errors=True)
         warnings.warn(
             f"{name}: the interrupted run in {job.out_dir} used other settings ({changed}); starting afresh",
             EarlierOutputsWarning,

@@ -102,3 +102,48 @@ def test_resumed_stitch_from_a_row_matches_the_full_one():
     bands = _stitch(OverlapStitcher(shape, 2, tile, overlap, start_row=resume_at), needed)
     assert bands[0].row0 == resume_at
     np.testing.assert_array_equal(np.concatenate([b.labels for b in bands]), full[resume_at:])
+
+
+def _regions(shape, n_classes, rng):
+    """A label image that is constant on rectangular regions, with borders at odd places."""
+    truth = np.zeros(shape, np.int64)
+    for _ in range(12):
+        r0, c0 = rng.integers(0, shape[0]), rng.integers(0, shape[1])
+        r1, c1 = r0 + rng.integers(5, shape[0]), c0 + rng.integers(5, shape[1])
+        truth[r0:r1, c0:c1] = rng.integers(0, n_classes)
+    return truth
+
+
+@pytest.mark.parametrize(
+    ("shape", "tile", "overlap", "slide_mpp"),
+    [
+        ((256, 320), 64, 16, 1.0),  # a multiple of the stride
+        ((203, 271), 64, 16, 1.0),  # not a multiple: partial tiles at the right and bottom
+        ((150, 97), 48, 0, 1.0),  # no overlap
+        ((610, 437), 40, 8, 0.5),  # level-0 twice as fine as the output, odd size
+    ],
+)
+def test_identity_model_stitches_seamlessly_to_the_slide_edges(shape, tile, overlap, slide_mpp):
+    from napari_histo.core.tiling import plan_tile_grid
+    from napari_histo.models.segmentation import cover_edges, output_shape
+
+    rng = np.random.default_rng(sum(shape))
+    classes = 4
+    grid = plan_tile_grid(shape, slide_mpp, 1.0, tile, overlap)
+    out_shape = output_shape(grid)
+    truth = _regions(out_shape, classes, rng)
+    one_hot = np.eye(classes, dtype=np.float32)[truth].transpose(2, 0, 1)
+    read_grid, origins = cover_edges(grid)
+    assert len(read_grid) == len(origins) >= len(grid)
+    assert (origins >= 0).all() and (origins + tile <= np.array(out_shape)).all()
+    order = np.lexsort((origins[:, 1], origins[:, 0]))
+    stitcher = OverlapStitcher(out_shape, classes, tile, overlap)
+    # the "model" returns the truth of the tile it sees: any seam or gap shows up as a mismatch
+    tiles = [((r, c), one_hot[:, r : r + tile, c : c + tile]) for r, c in origins[order]]
+    bands = _stitch(stitcher, tiles)
+    labels = np.concatenate([b.labels for b in bands])
+    assert labels.shape == out_shape
+    assert (labels >= 0).all(), f"{(labels < 0).mean():.1%} of the output unfilled"
+    np.testing.assert_array_equal(labels, truth)
+    probs = np.concatenate([b.probabilities for b in bands], axis=1)
+    np.testing.assert_allclose(probs, one_hot, atol=1e-6)
