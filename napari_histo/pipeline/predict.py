@@ -14,7 +14,7 @@ import os
 import threading
 import warnings
 import weakref
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +39,9 @@ __all__ = [
     "predict_in_order",
     "predict_slide",
     "segment_slide",
+    "segmentation_areas_text",
     "warn_if_not_brightfield",
+    "write_segmentation_geojson",
 ]
 
 Prediction = Generator[InferenceProgress, None, TilePredictions]
@@ -219,6 +221,36 @@ def segment_slide(
                                              config=config)  # fmt: skip
     warn_about_filled_tiles(session)
     return result, grid, fractions
+
+
+def segmentation_areas_text(classes: Mapping[str, Mapping[str, Any]]) -> str:
+    """``"tumour 0.42 mm², stroma 1.10 mm²"``: the ``classes`` of a segmentation summary in one line."""
+    return ", ".join(f"{name} {c['area_mm2']:.2f} mm²" for name, c in classes.items())
+
+
+def write_segmentation_geojson(
+    mask_path: str | os.PathLike[str], path: str | os.PathLike[str], slide_mpp: float
+) -> int:
+    """The class regions of a stitched mask (:func:`segment_slide`) as QuPath annotations; returns the count.
+
+    One (multi)polygon annotation per class present, traced along the mask's pixel
+    edges and scaled to level-0 pixels (``slide_mpp``: the slide's level-0 µm/px),
+    in the class's name and colour.
+    """
+    import zarr
+
+    import qupath_bridge as qb
+
+    group: Any = zarr.open_group(str(mask_path), mode="r")
+    names = list(group.attrs["class_names"])
+    colors = [tuple(c) for c in group.attrs["spec"]["class_colors"]]
+    labels = np.asarray(group["labels"])
+    shown = (labels + 1).astype(np.uint8 if len(names) < 255 else np.int32)  # -1 (not segmented) -> 0
+    objects = qb.labels_to_objects(shown, downsample=float(group.attrs["mpp"]) / slide_mpp,
+                                   object_type=qb.ObjectType.ANNOTATION, class_names=names,
+                                   class_colors=dict(zip(names, colors)))  # fmt: skip
+    qb.write_geojson(objects, path)
+    return len(objects)
 
 
 def predict_in_order(

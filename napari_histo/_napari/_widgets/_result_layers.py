@@ -6,10 +6,23 @@ from typing import Any
 
 import numpy as np
 
+from napari_histo._napari._session import world_per_px
 from napari_histo._napari._widgets._view import grid_layer_placement
 from napari_histo.core.tiling import grid_cells
 
-__all__ = ["add_prediction_layers", "class_area_table", "label_colormap", "legend_html", "show_heatmap"]
+__all__ = [
+    "add_prediction_layers",
+    "add_segmentation_layer",
+    "class_area_table",
+    "label_colormap",
+    "legend_html",
+    "segmentation_area_table",
+    "segmentation_labels",
+    "show_heatmap",
+]
+
+#: masks with more pixels than this are shown lazily, as a pyramid read from the zarr store
+MAX_IN_MEMORY_PX = 8192 * 8192
 
 
 def label_colormap(spec: Any) -> Any:
@@ -47,6 +60,73 @@ def add_prediction_layers(
     )  # fmt: skip
     viewer.layers.selection.active = layer
     return {"classes": layer}
+
+
+def segmentation_labels(mask_path: Any, max_pixels: int = MAX_IN_MEMORY_PX) -> Any:
+    """The stitched mask as Labels data: class k -> k + 1, not segmented (-1) -> 0 (transparent).
+
+    Small masks are read into memory (call this in a worker); larger ones become a lazy
+    pyramid (a list of dask arrays, halving down to at most 2048 px) read from the store.
+    """
+    import zarr
+
+    labels: Any = zarr.open_group(str(mask_path), mode="r")["labels"]
+    n_classes = len(zarr.open_group(str(mask_path), mode="r").attrs["class_names"])
+    dtype = np.uint8 if n_classes < 255 else np.int32
+    if labels.shape[0] * labels.shape[1] <= max_pixels:
+        return (np.asarray(labels) + 1).astype(dtype)
+    import dask.array as da
+
+    full = (da.from_zarr(labels) + 1).astype(dtype)
+    levels, step = [full], 2
+    while max(full.shape) / step > 2048:
+        levels.append(full[::step, ::step])
+        step *= 2
+    levels.append(full[::step, ::step])
+    return levels
+
+
+def add_segmentation_layer(viewer: Any, labels: Any, downsample: float, slide_layer: Any, model: Any,
+                           info: dict[str, Any]) -> Any:  # fmt: skip
+    """Show a stitched mask (:func:`segmentation_labels`) as one Labels layer over ``slide_layer``.
+
+    ``downsample``: level-0 pixels per mask pixel.  Mask pixel ``i`` covers level-0
+    pixels ``[i d - 0.5, (i + 1) d - 0.5)`` (pixel-centre convention), so its centre
+    lies at ``(i d + d / 2 - 0.5) s`` in the world.  A re-run with the same model
+    updates the layer of the same name in place (one layer per run kind).
+    """
+    from napari.layers import Labels
+
+    spec = model.spec
+    s = world_per_px(slide_layer)
+    offset = np.asarray(slide_layer.translate[-2:], float) + (downsample / 2 - 0.5) * s
+    common = {"units": slide_layer.units, "scale": (downsample * s,) * 2,
+              "translate": tuple(float(v) for v in offset)}  # fmt: skip
+    name = f"{slide_layer.name} {model.name} segmentation"
+    multiscale = isinstance(labels, list)
+    existing = next((layer for layer in viewer.layers if layer.name == name), None)
+    if existing is not None and (not isinstance(existing, Labels) or existing.multiscale != multiscale):
+        viewer.layers.remove(existing)
+    features = {"index": np.arange(spec.num_classes + 1), "class": ["not segmented", *spec.class_names]}
+    metadata = {"spec": spec.to_json_dict(), "kind": "segmentation", "model": model, **info}
+    layer = _show_layer(
+        viewer, "labels", name, labels, common,
+        {"opacity": 0.45, "colormap": label_colormap(spec), "features": features, "multiscale": multiscale},
+        metadata={"napari_histo": metadata},
+    )  # fmt: skip
+    viewer.layers.selection.active = layer
+    return layer
+
+
+def segmentation_area_table(summary: dict[str, Any]) -> dict[str, list]:
+    """Columns of the per-class table of a segmentation summary: pixels, area in mm², fraction."""
+    classes = summary["classes"]
+    return {
+        "class": list(classes),
+        "pixels": [c["pixels"] for c in classes.values()],
+        "area mm²": [c["area_mm2"] for c in classes.values()],
+        "fraction": [f"{c['fraction']:.1%}" for c in classes.values()],
+    }
 
 
 def show_heatmap(viewer: Any, result: Any, slide_layer: Any, class_name: str | None, suffix: str = "") -> Any:

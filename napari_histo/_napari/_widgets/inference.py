@@ -5,10 +5,18 @@ The widget only gathers values and calls one :mod:`napari_histo.pipeline` verb
 slide layer's session, in a thread worker that yields progress; Cancel stops
 it after the batch in flight.  torch is loaded when a model first runs, never
 when napari opens.
+
+A segmentation model (``task: segmentation``, e.g. a U-Net) goes the way of
+``histo predict``: :func:`~napari_histo.pipeline.predict.segment_slide` stitches
+overlapping tiles into a mask (a zarr store in the cache), shown as one Labels
+layer at the model's µm/px with the class areas in mm²; the classifier-only
+tools (heatmaps, Grad-CAM) are disabled, and QuPath export writes the class regions.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +42,11 @@ from napari_histo._napari._widgets._feedback import guarded, report, wrap_text
 from napari_histo._napari._widgets._ml_stack import in_worker
 from napari_histo._napari._widgets._result_layers import (
     add_prediction_layers,
+    add_segmentation_layer,
     class_area_table,
     legend_html,
+    segmentation_area_table,
+    segmentation_labels,
     show_heatmap,
 )
 from napari_histo._napari._widgets._view import visible_bounds_rc
@@ -43,7 +54,7 @@ from napari_histo._napari._widgets._workers import make_worker, start_with_cance
 from napari_histo.core.viewport import tiles_in_view
 from napari_histo.errors import InvalidParameterError
 from napari_histo.pipeline.model import DEFAULT_MODEL, ModelHandle, builtin_model_names, resolve_model
-from napari_histo.pipeline.predict import Region, predict_slide
+from napari_histo.pipeline.predict import Region, predict_slide, segment_slide, segmentation_areas_text
 
 __all__ = ["InferenceWidget"]
 
@@ -60,6 +71,44 @@ _TIPS = {
     "heatmap": "Show one class's probability per tile (0-1, inferno colours) as a layer; none hides it.",
     "export_path": "Where the QuPath GeoJSON goes; empty: beside the slide, named after it.",
 }
+#: why the classifier-only tools are off after a segmentation model ran
+NOT_FOR_SEGMENTATION = (
+    "Only for a tile classifier: a segmentation model's result is its class mask (the Labels layer)."
+)
+
+
+def is_segmentation(model: ModelHandle) -> bool:
+    return model.spec.task.value == "segmentation"
+
+
+def segment_for_view(
+    session: Any, model: ModelHandle, store: Path, min_tissue: float, config: Any
+) -> Generator[Any, None, dict[str, Any]]:
+    """Worker verb: stitched segmentation of the slide, its summary (class areas) and the Labels data."""
+    from napari_histo.pipeline.slide_job import SlideJob, summarize_segmentation
+
+    work = segment_slide(session, model, store, min_tissue=min_tissue, config=config)
+    result, grid, fractions = yield from work
+    job = SlideJob(Path(session.path), store.parent, config, min_tissue)
+    summary = summarize_segmentation(result, job, grid, fractions, model.spec.class_names, model.name)
+    return {
+        "summary": summary,
+        "labels": segmentation_labels(result.store_path),
+        "downsample": grid.target_mpp / grid.slide_mpp,
+        "slide_mpp": grid.slide_mpp,
+        "store": result.store_path,
+    }
+
+
+def segmentation_store(session: Any, model: ModelHandle) -> Path:
+    """Where a slide's stitched mask goes: the cache, per slide and model (a cancelled run resumes)."""
+    from napari_histo.data.samples import cache_dir
+    from napari_histo.pipeline.tiles import slide_stem
+
+    name = re.sub(r"[^\w.-]+", "_", model.name)
+    folder = cache_dir() / "segmentations"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{slide_stem(Path(session.path))}.{name}.mask.zarr"
 
 
 class InferenceWidget(Container):
@@ -134,6 +183,7 @@ class InferenceWidget(Container):
         from qtpy.QtWidgets import QHeaderView
 
         self.areas.native.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self._classifier_tips = {w: w.tooltip for w in (self.heatmap, self.gradcam_button, self.cursor_cam)}
 
     # -- running ------------------------------------------------------------------------
     @guarded(lambda self: self.summary)
@@ -143,6 +193,8 @@ class InferenceWidget(Container):
         session = set_slide_mpp(layer, self.slide_mpp.value)
         session.require_mpp("a model's tiles")
         model = self.model()
+        if is_segmentation(model):
+            return self._run_segmentation(layer, session, model)
         self._worker = make_worker(
             in_worker(predict_slide), session, model, min_tissue=self.min_tissue.value,
             region=self._region(layer), config=self._config(model),
@@ -152,6 +204,28 @@ class InferenceWidget(Container):
         self._worker.returned.connect(lambda result: self._show(result, layer, model))
         self.summary.value = f"loading {model.name} and planning the tissue tiles ..."
         self.progress.max = 0  # busy until the first batch says how many tiles there are
+        return start_with_cancel(self._worker, self.cancel_button)
+
+    def _run_segmentation(self, layer: Any, session: Any, model: ModelHandle) -> Any:
+        """Segment the whole slide with a segmentation model (stitched tiles), in a worker."""
+        if self.region.value != "whole slide":
+            raise InvalidParameterError(
+                f"{model.name} is a segmentation model: it segments the whole slide; choose "
+                "'run on: whole slide'"
+            )
+        if self._worker is not None and getattr(self._worker, "is_running", False):
+            raise InvalidParameterError(
+                "the model is still running in this dock: wait for it to finish, or press Cancel first"
+            )
+        store = segmentation_store(session, model)
+        self._worker = make_worker(
+            in_worker(segment_for_view), session, model, store, self.min_tissue.value, self._config(model),
+            on_error=lambda exc: report(self.summary, exc),
+        )  # fmt: skip
+        self._worker.yielded.connect(self._on_progress)
+        self._worker.returned.connect(lambda out: self._show_segmentation(out, layer, model))
+        self.summary.value = f"loading {model.name} and planning the tissue tiles to segment ..."
+        self.progress.max = 0
         return start_with_cancel(self._worker, self.cancel_button)
 
     def model(self) -> ModelHandle:
@@ -227,7 +301,7 @@ class InferenceWidget(Container):
         if self.cursor_gradcam is not None:
             self.cursor_gradcam.disable()
             self.cursor_gradcam = None
-        if on and self._last is not None:
+        if on and self._last is not None and "result" in self._last:
             self.cursor_gradcam = CursorGradCam(self._viewer, self._last)
             self.cursor_gradcam.enable()
 
@@ -277,17 +351,47 @@ class InferenceWidget(Container):
             self.heatmap.reset_choices()
             self.heatmap.value = chosen if chosen in self.heatmap.choices else NO_HEATMAP
         self._show_heatmap()
-        self.gradcam_button.enabled = self.export_button.enabled = self.cursor_cam.enabled = True
-        self.heatmap.enabled = True
+        self._classifier_tools(True)
+        self.export_button.enabled = True
+
+    def _show_segmentation(self, out: dict[str, Any] | None, layer: Any, model: ModelHandle) -> None:
+        if out is None:
+            return
+        info = {"mask": str(out["store"]), "summary": out["summary"]}
+        labels = add_segmentation_layer(self._viewer, out["labels"], out["downsample"], layer, model, info)
+        summary = out["summary"]
+        self.legend.value = legend_html(model.spec)
+        self.areas.value = segmentation_area_table(summary)
+        self.progress.max = max(1, self.progress.max)
+        self.progress.value = self.progress.max
+        self.summary.value = (
+            f"{summary['n_tiles']:,} tiles segmented in {summary['elapsed_s']:.1f} s: "
+            f"{segmentation_areas_text(summary['classes'])}"
+        )
+        self._last = {"task": "segmentation", "summary": summary, "model": model, "layer": layer,
+                      "classes": labels, "store": out["store"], "slide_mpp": out["slide_mpp"]}  # fmt: skip
+        with self.heatmap.changed.blocked():
+            self.heatmap.reset_choices()
+            self.heatmap.value = NO_HEATMAP
+        self._classifier_tools(False)
+        self.export_button.enabled = True
+
+    def _classifier_tools(self, on: bool) -> None:
+        """Enable the tools that explain a tile classifier, or disable them saying why."""
+        if not on and self.cursor_cam.value:
+            self.cursor_cam.value = False
+        for widget, tip in self._classifier_tips.items():
+            widget.enabled = on
+            widget.tooltip = tip if on else NOT_FOR_SEGMENTATION
 
     def _heatmap_choices(self, _widget: Any = None) -> list[str]:
         last = getattr(self, "_last", None)
-        return [NO_HEATMAP, *(last["model"].spec.class_names if last else ())]
+        return [NO_HEATMAP, *(last["model"].spec.class_names if last and "result" in last else ())]
 
     @guarded(lambda self: self.summary)
     def _show_heatmap(self) -> None:
         """The heatmap of the class chosen under "heatmap of" (one layer, updated in place)."""
-        if self._last is None:
+        if self._last is None or "result" not in self._last:
             return
         chosen = None if self.heatmap.value == NO_HEATMAP else self.heatmap.value
         if chosen is None and "heatmap" not in self._last:
@@ -301,6 +405,8 @@ class InferenceWidget(Container):
 
         if self._last is None:
             raise InvalidParameterError("run the model first")
+        if "result" not in self._last:
+            raise InvalidParameterError(f"Grad-CAM: {NOT_FOR_SEGMENTATION}")
         last = self._last
         grid = last["result"].grid
         inside = tiles_in_view(grid, visible_bounds_rc(self._viewer, last["layer"]))[:max_tiles]
@@ -324,8 +430,13 @@ class InferenceWidget(Container):
         self.summary.value = "Grad-CAM of the visible tiles shown (turbo colours: where the evidence lies)"
 
     @guarded(lambda self: self.summary)
-    def export_qupath(self) -> Path:
-        """Write the last result's tiles as QuPath GeoJSON to the chosen file (default: beside the slide)."""
+    def export_qupath(self) -> Any:
+        """Write the last result as QuPath GeoJSON to the chosen file (default: beside the slide).
+
+        A classifier's tiles are written at once (returns the path); a segmentation's
+        class regions are traced in a worker (returns the worker).
+        """
+        from napari_histo.pipeline.predict import write_segmentation_geojson
         from napari_histo.pipeline.qupath import write_prediction_geojson
         from napari_histo.pipeline.tiles import slide_stem
 
@@ -338,6 +449,16 @@ class InferenceWidget(Container):
             path = folder / f"{slide_stem(session.path)}.geojson"
         elif path.suffix != ".geojson":
             path = path.with_suffix(".geojson")
+        if "result" not in self._last:  # a segmentation: one annotation per class, traced from the mask
+            last = self._last
+            worker = make_worker(write_segmentation_geojson, last["store"], path, last["slide_mpp"],
+                                 on_error=lambda exc: report(self.summary, exc))  # fmt: skip
+            worker.returned.connect(
+                lambda n: setattr(self.summary, "value", f"wrote {n:,} QuPath class regions to {path}")
+            )
+            self.summary.value = f"tracing the class regions into {path} ..."
+            worker.start()
+            return worker
         count = write_prediction_geojson(self._last["result"], path, session.name)
         self.summary.value = f"wrote {count:,} QuPath tiles to {path}"
         return path

@@ -21,6 +21,7 @@ from napari_histo._napari._widgets._view import grid_layer_placement, viewer_cam
 from napari_histo._napari._widgets._workers import make_worker
 from napari_histo.core.tiling import grid_cells
 from napari_histo.core.viewport import view_order
+from napari_histo.errors import InvalidParameterError
 from napari_histo.pipeline.model import ModelHandle
 from napari_histo.pipeline.predict import plan_live, predict_in_order
 
@@ -36,6 +37,11 @@ class LivePredictor:
 
         from napari_histo.models.engine import InferenceConfig
 
+        if model.spec.task.value == "segmentation":
+            raise InvalidParameterError(
+                f"live prediction follows the view tile by tile with a classifier; {model.name} is a "
+                "segmentation model: untick live and press Run model to segment the whole slide"
+            )
         self.viewer = viewer
         self.slide_layer = slide_layer
         self.session = slide_session(slide_layer)
