@@ -1,8 +1,9 @@
 """Recipes: YAML → frozen dataclasses, unknown keys rejected, ``--set a.b=value`` overrides.
 
 A recipe is one YAML file with the sections ``data``, ``model``, ``augment``,
-``train``, ``ssl`` and ``clustering`` (all optional except ``data`` and
-``model``).  Every key is checked against the dataclass fields; a typo stops
+``train``, ``ssl``, ``clustering``, ``about`` (what data the recipe runs on and how it
+differs from the paper's) and ``report`` (example sheets) (all optional except ``data``
+and ``model``).  Every key is checked against the dataclass fields; a typo stops
 the run before anything is loaded, naming the key and the allowed ones.
 """
 
@@ -21,12 +22,14 @@ from typing import Any
 from napari_histo.errors import HistoError
 
 __all__ = [
+    "AboutConfig",
     "AugmentConfig",
     "ClusteringConfig",
     "ConfigError",
     "DataConfig",
     "ModelConfig",
     "PhaseConfig",
+    "ReportConfig",
     "SslConfig",
     "TrainConfig",
     "TrainingConfig",
@@ -140,7 +143,24 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class SslConfig:
+    """SimCLR pre-training (:mod:`training.ssl`), before fine-tuning or on its own (``only``).
+
+    ``data`` lists unlabelled tiles (paths relative to the recipe's folder): a folder of image
+    tiles (png/jpg/tif/bmp, searched recursively; no class folders or labels needed), a
+    ``tiles.csv`` written by ``histo tiles``, or a slide file, whose tissue is tiled at
+    ``model.spacing_um_px`` µm/px into ``tile_px`` tiles (``min_tissue`` of tissue each).
+    Empty: the labelled training patches of the ``data`` section, their labels unused.
+    ``only``: pre-train and save the backbone as ``model/`` (a feature extractor; see
+    :func:`training.ssl.pretrain_only`), no supervised phase; with ``data`` given, the recipe
+    needs no ``data`` section.
+    """
+
     enabled: bool = False
+    only: bool = False  # SSL only (implies enabled): save the backbone as a model directory, no labels
+    data: tuple[str, ...] = ()  # unlabelled tile folders / tiles.csv / slides; () = the training patches
+    tile_px: int = 224  # slides in data: tile edge, cut at model.spacing_um_px
+    min_tissue: float = 0.5  # slides in data: the tissue fraction a tile needs
+    max_tiles: int = 0  # 0 = every tile of data; else a random subset (seeded by train.seed)
     epochs: int = 10
     lr: float = 1e-3
     temperature: float = 0.5
@@ -158,6 +178,30 @@ class ClusteringConfig:
 
 
 @dataclass(frozen=True)
+class AboutConfig:
+    """What a recipe reproduces and on what data, carried into metrics.json, model.json and README.md.
+
+    ``data`` describes the recipe's own (default) data and ``differs_from_paper`` how it differs
+    from the paper's; both speak for the recipe's data section only, so a run whose data was
+    overridden (``--set data.source=...``) reports them as the recipe's, not the run's.
+    """
+
+    paper: str = ""  # the method's source: paper, thesis or course project
+    paper_data: str = ""  # the data the paper used
+    data: str = ""  # the recipe's default data, in one or two sentences (say "synthetic" when it is)
+    differs_from_paper: str = ""  # how the recipe's default data (and set-up) differ from the paper's
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """Example sheets written after training (cheap: a few dozen patches)."""
+
+    gradcam_sheet: bool = True  # classification: gradcam_sheet.png of correct and wrong test patches
+    mask_examples: bool = True  # segmentation: mask_examples.png, image | truth | prediction
+    examples_per_class: int = 4  # patches per row of the Grad-CAM sheet; rows of mask_examples
+
+
+@dataclass(frozen=True)
 class TrainingConfig:
     data: DataConfig
     model: ModelConfig
@@ -167,6 +211,8 @@ class TrainingConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     ssl: SslConfig = field(default_factory=SslConfig)
     clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
+    about: AboutConfig = field(default_factory=AboutConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     recipe_path: str = ""
 
 
@@ -282,6 +328,11 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
 
 def config_from_dict(data: dict[str, Any], source: str = "recipe") -> TrainingConfig:
     """Build a :class:`TrainingConfig`, rejecting unknown keys and wrong types."""
+    ssl = data.get("ssl") if isinstance(data, dict) else None
+    if isinstance(ssl, dict) and ssl.get("only") is True and ssl.get("data"):
+        section = data.get("data")  # SSL only on unlabelled tiles: no labelled data (data.cache may be set)
+        if section is None or (isinstance(section, dict) and "source" not in section):
+            data = {**data, "data": {**(section or {}), "source": _NO_DATA}}
     try:
         config = _build(TrainingConfig, data, "")
     except ConfigError as exc:
@@ -435,8 +486,12 @@ _RANGES: tuple[tuple[str, str, Any, str], ...] = (
     ("ssl", "temperature", _between(0, 100, low_open=True), "above 0 (0.5 is usual)"),
     ("ssl", "batch_size", _between(2, 1_000_000), "2 or more patches (pairs of views need two)"),
     ("ssl", "projection_dim", _between(1, 65536), "1 or more"),
+    ("ssl", "tile_px", _between(8, 8192), "a tile edge of 8 to 8192 pixels"),
+    ("ssl", "min_tissue", _between(0, 1), "a fraction from 0 to 1"),
+    ("ssl", "max_tiles", _between(0, math.inf), "0 (all) or a number of tiles (2 or more)"),
     ("clustering", "pca_dims", _between(1, 1024), "1 or more dimensions"),
     ("clustering", "max_samples", _between(2, math.inf), "2 or more patches"),
+    ("report", "examples_per_class", _between(1, 64), "1 to 64 patches (4 is usual)"),
 )
 _PHASE_RANGES: tuple[tuple[str, Any, str], ...] = (
     ("epochs", _between(1, 1_000_000), "1 or more epochs"),
@@ -452,9 +507,16 @@ _PHASE_RANGES: tuple[tuple[str, Any, str], ...] = (
 )  # fmt: skip
 
 
+#: ``data.source`` of an SSL-only recipe that has no data section (its tiles are ``ssl.data``)
+_NO_DATA = "none"
+
+
 def _check(config: TrainingConfig, source: str) -> None:
+    _check_ssl(config, source)
     for (section, key), allowed in _CHOICES.items():
         value = getattr(getattr(config, section), key)
+        if (section, key) == ("data", "source") and value == _NO_DATA:
+            continue  # allowed by _check_ssl
         if value not in allowed:
             close = difflib.get_close_matches(str(value), allowed, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
@@ -511,4 +573,20 @@ def _check(config: TrainingConfig, source: str) -> None:
     if not config.name.strip() or Path(config.name).name != config.name or config.name in (".", ".."):
         raise ConfigError(
             f"{source}: name = {config.name!r}; the run's name is one plain folder name (no / or ..)"
+        )
+
+
+def _check_ssl(config: TrainingConfig, source: str) -> None:
+    ssl = config.ssl
+    if config.data.source == _NO_DATA and not (ssl.only and ssl.data):
+        raise ConfigError(
+            f"{source}: data.source = {_NO_DATA!r} (no labelled data) works only with ssl.only = true and "
+            "ssl.data (unlabelled tiles); give a data source such as folders"
+        )
+    if ssl.max_tiles == 1:
+        raise ConfigError(f"{source}: ssl.max_tiles = 1; SimCLR needs 2 or more tiles (0 = all)")
+    blank = [i for i, item in enumerate(ssl.data) if not str(item).strip()]
+    if blank:
+        raise ConfigError(
+            f"{source}: ssl.data[{blank[0]}] is empty; give a folder of tiles, a tiles.csv or a slide file"
         )

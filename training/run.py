@@ -2,14 +2,15 @@
 
 A run directory ``<output_dir>/<name>/`` receives ``config.yaml`` (resolved),
 ``environment.json``, ``history.csv`` (+ TensorBoard), ``last.pt``/``best.pt``,
-``metrics.json``, PNG plots and ``model/`` (``model.json`` + ``weights.safetensors``).
+``metrics.json``, PNG plots and ``model/`` (``model.json`` + ``weights.safetensors``); also
+``README.md`` (what data the run used and how it differs from the recipe's paper, also in
+``metrics.json`` ``summary.data`` and the model's provenance), ``predictions_<split>.csv`` and
+``gradcam_sheet.png`` (classification) or ``mask_examples.png`` (segmentation), see :mod:`training.sheets`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +24,24 @@ from napari_histo.models.loading import resolve_device
 from napari_histo.models.registry import check_architecture
 from training import ddp
 from training.checkpoint import BEST, LAST, load_checkpoint
-from training.config import ConfigError, TrainingConfig, config_to_dict
-from training.data import Samples, load_samples
+from training.config import ConfigError, TrainingConfig
 from training.loop import Context, Fold, evaluate, fit
 from training.losses import make_loss
-from training.network import build_network, imagenet_normalisation, source_spec, weights_path
-from training.report import EpochLogger, StepProgress, environment, write_json, write_resolved_config
-from training.splits import balanced_class_weights, cap_per_class, sample_weights, split_samples, undersample
+from training.network import build_network, weights_path
+from training.prepare import make_spec, prepare_data
+from training.provenance import base_provenance
+from training.report import (
+    EpochLogger,
+    StepProgress,
+    data_note,
+    environment,
+    format_data_note,
+    write_json,
+    write_resolved_config,
+    write_run_readme,
+)
+from training.resume import differences, resume_settings
+from training.splits import balanced_class_weights
 
 __all__ = ["TrainResult", "prepare_data", "train"]
 
@@ -57,7 +69,15 @@ def _train(config: TrainingConfig, rank: int, world: int, progress: bool) -> Tra
     device = ddp.device_for(rank) if world > 1 else resolve_device(config.train.device)
     check_architecture(config.model.architecture, config.model.task)
     _check_weights_path(config)
+    if config.ssl.data:
+        from training.ssl import check_ssl_data
+
+        check_ssl_data(config)
     _make_run_dir(run_dir, config, write_probe=rank == 0)
+    if config.ssl.only:  # SimCLR without labels; the backbone becomes model/ (training.ssl)
+        from training.ssl import pretrain_only
+
+        return TrainResult(*pretrain_only(config, run_dir, device, rank, world, progress))
     saved = _saved_run(config, run_dir)  # before anything in run_dir is overwritten
     folds = prepare_data(config, run_dir)
     resume_key = {"settings": json.dumps(resume_settings(config), sort_keys=True),
@@ -85,9 +105,9 @@ def _train(config: TrainingConfig, rank: int, world: int, progress: bool) -> Tra
         rank=rank, world=world, progress=progress, resume_key=resume_key,
     )  # fmt: skip
     if config.ssl.enabled:
-        from training.ssl import pretrain_simclr
+        from training.ssl import pretrain_before_fit
 
-        pretrain_simclr(network, folds["train"], ctx, run_dir)
+        pretrain_before_fit(network, folds["train"], ctx, run_dir, resuming=saved is not None)
     logger = EpochLogger(run_dir, enabled=rank == 0)
     ctx.log = _print_and(logger, progress and rank == 0)
     ctx.on_step = StepProgress(run_dir, sum(phase.epochs for phase in config.train.phases))
@@ -143,31 +163,6 @@ def _check_weights_path(config: TrainingConfig) -> None:
         )
 
 
-#: settings that may change between a run and its resumption (the rest must match last.pt's)
-_FREE_TO_CHANGE = {
-    "": ("name", "output_dir", "recipe_path", "clustering"),
-    "data": ("cache",),
-    "model": ("name", "description", "class_colors"),
-    "train": ("num_workers", "device", "resume", "amp", "early_stopping", "max_steps_per_epoch"),
-}
-
-
-def resume_settings(config: TrainingConfig) -> dict[str, Any]:
-    """The settings a resumed run must share with the run that wrote ``last.pt``.
-
-    More epochs, or phases added at the end, continue a run; another learning rate, data,
-    architecture ... make another run.
-    """
-    data = config_to_dict(config)
-    for section, keys in _FREE_TO_CHANGE.items():
-        node = data[section] if section else data
-        for key in keys:
-            node.pop(key, None)
-    for phase in data["train"]["phases"]:
-        phase.pop("epochs", None)
-    return data
-
-
 def data_digest(folds: dict[str, Fold]) -> str:
     """A fingerprint of the training data: classes and the content hash (or path) of every patch per split."""
     import hashlib
@@ -193,7 +188,7 @@ def _saved_run(config: TrainingConfig, run_dir: Path) -> dict[str, Any] | None:
         then, now = json.loads(before), resume_settings(config)
         if len(now["train"]["phases"]) > len(then["train"]["phases"]):  # phases added at the end: continue
             now["train"]["phases"] = now["train"]["phases"][: len(then["train"]["phases"])]
-        changes = _differences(then, now)
+        changes = differences(then, now)
         if changes:
             shown = "; ".join(changes[:4]) + (f"; and {len(changes) - 4} more" if len(changes) > 4 else "")
             raise ConfigError(
@@ -214,25 +209,6 @@ def _check_same_data(saved: dict[str, Any], digest: str, path: Path) -> None:
         )
 
 
-def _differences(before: Any, now: Any, key: str = "") -> list[str]:
-    if isinstance(before, dict) and isinstance(now, dict):
-        out = []
-        for k in sorted(set(before) | set(now)):
-            out += _differences(before.get(k), now.get(k), f"{key}.{k}" if key else k)
-        return out
-    if isinstance(before, list) and isinstance(now, list) and all(isinstance(v, dict) for v in before + now):
-        out = [d for i, (b, n) in enumerate(zip(before, now)) for d in _differences(b, n, f"{key}[{i}]")]
-        if len(before) != len(now):
-            out.append(f"{key}: {len(before)} then, {len(now)} now")
-        return out
-    return [] if before == now else [f"{key}: {_show(before)} then, {_show(now)} now"]
-
-
-def _show(value: Any) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def _clustering(config: TrainingConfig, network, fold: Fold, spec: ModelSpec, run_dir: Path, device) -> Any:  # type: ignore[no-untyped-def]
     """The literature's clustering check on the validation patches, grouped by class."""
     from training.clustering import run_clustering
@@ -245,85 +221,6 @@ def _clustering(config: TrainingConfig, network, fold: Fold, spec: ModelSpec, ru
         network, part.images, part.labels, part.class_names, spec.mean, spec.std, run_dir / "clustering",
         config.clustering.pca_dims, str(device),
     )  # fmt: skip
-
-
-def prepare_data(config: TrainingConfig, run_dir: Path) -> dict[str, Fold]:
-    """Load, de-duplicate, split, cap and balance the data; pixels in memory when ``data.cache``."""
-    base = Path(config.recipe_path).parent if config.recipe_path else Path.cwd()
-    samples = load_samples(config.data, base, run_dir)
-    splits = split_samples(samples, config.data, config.train.seed)
-    splits = {k: cap_per_class(v, config.data.max_per_class, config.train.seed) for k, v in splits.items()}
-    if config.data.balance == "undersample":
-        splits["train"] = undersample(splits["train"], config.train.seed)
-    stain = None
-    if config.data.cache or config.augment.stain_normalize != "none":
-        # one patch size for every split: the training set's (odd patches resized, with a warning)
-        splits["train"] = splits["train"].with_pixels()
-        shape = splits["train"].images.shape[1:3]  # type: ignore[union-attr]
-        splits = {k: v if k == "train" else v.with_pixels(shape) for k, v in splits.items()}
-    if config.augment.stain_normalize != "none":
-        from training.stain import fit_stain_target, normalize_samples
-
-        stain = fit_stain_target(splits["train"], config.augment.stain_normalize, config.train.seed)
-        splits = {k: normalize_samples(v, stain)[0] for k, v in splits.items()}
-    folds = {}
-    for name, part in splits.items():
-        folds[name] = _fold(part, config)
-        folds[name].stain = stain
-    if config.data.balance == "weighted":
-        folds["train"].weights = sample_weights(folds["train"].samples.labels, len(samples.class_names))
-    return folds
-
-
-def _fold(samples: Samples, config: TrainingConfig) -> Fold:
-    pixels = None if samples.images is None else torch.from_numpy(samples.images)
-    masks = None if samples.masks is None else torch.from_numpy(samples.masks)
-    if pixels is not None and torch.cuda.is_available():
-        pixels = pixels.pin_memory()
-    return Fold(samples, pixels, masks)
-
-
-def make_spec(config: TrainingConfig, train: Samples, stain: dict[str, Any] | None = None) -> ModelSpec:
-    """The model's ``ModelSpec`` from the recipe and the training data (patch size, classes)."""
-    patch = config.model.patch_size_pixels or _patch_size(train)
-    mean, std = imagenet_normalisation(config)
-    input_size = config.model.input_size or patch
-    source = source_spec(config)
-    if source is not None:  # fine-tuning another run: its mean/std (and input size) unless the recipe says
-        taken = [] if config.model.mean and config.model.std else ["mean/std"]
-        if not config.model.input_size:
-            input_size = source.input_size
-            taken.append("input size")
-        if taken:
-            print(
-                f"model.weights is the model directory {weights_path(config).parent}: using its "
-                f"{' and '.join(taken)} (mean {list(mean)}, std {list(std)}, input {input_size} px); "
-                "set model.mean/model.std/model.input_size in the recipe to override",
-                flush=True,
-            )
-    return ModelSpec(
-        architecture=config.model.architecture,
-        num_classes=len(train.class_names),
-        class_names=train.class_names,
-        patch_size_pixels=patch,
-        spacing_um_px=config.model.spacing_um_px,
-        task=config.model.task,
-        class_colors=tuple(config.model.class_colors),
-        input_size=input_size,
-        mean=mean,
-        std=std,
-        name=config.model.name or config.name,
-        description=config.model.description,
-        stain=stain,
-    )
-
-
-def _patch_size(samples: Samples) -> int:
-    if samples.images is not None:
-        return int(samples.images.shape[1])
-    from training.samples import decode_image
-
-    return int(decode_image(samples.paths[0]).shape[0])
 
 
 def _write_outputs(config, spec, network, folds, results, outcome, run_dir, model_dir, started) -> None:  # type: ignore[no-untyped-def]
@@ -340,14 +237,9 @@ def _write_outputs(config, spec, network, folds, results, outcome, run_dir, mode
         "counts": {name: fold.samples.counts() for name, fold in folds.items()},
         "deduplicated": config.data.dedup,
     }
+    summary["data"] = data_note(config, summary["counts"])  # what it ran on vs the paper
     write_json({"summary": summary, **metrics}, run_dir / "metrics.json")
-    provenance = {
-        "recipe": config.recipe_path,
-        "config": config_to_dict(dataclasses.replace(config)),
-        "command": os.environ.get("HISTO_TRAIN_COMMAND", " ".join(environment()["argv"])),
-        "environment": environment(),
-        **summary,
-    }
+    provenance = {**base_provenance(config), **summary}  # no absolute paths of this machine
     headline = {k: v for k, v in metrics.get("valid", {}).items() if isinstance(v, (int, float))}
     spec = spec.with_updates(provenance=provenance, metrics={"valid": headline} | (
         {"test": {k: v for k, v in metrics["test"].items() if isinstance(v, (int, float))}}
@@ -355,6 +247,32 @@ def _write_outputs(config, spec, network, folds, results, outcome, run_dir, mode
     save_model(network, spec, model_dir)
     write_json(spec.to_json_dict(), model_dir / "model.json")  # NaN-safe rewrite
     plots.write_run_plots(outcome["history"], results, folds, spec.class_names, run_dir)
+    _write_sheets(config, spec, network, folds, results, run_dir)
+    write_run_readme(run_dir, config, summary["data"], metrics)
+    print(format_data_note(summary["data"]), flush=True)
+
+
+def _write_sheets(config, spec, network, folds, results, run_dir) -> None:  # type: ignore[no-untyped-def]
+    """predictions_<split>.csv, and gradcam_sheet.png or mask_examples.png of the test (else valid) split."""
+    from training import sheets
+
+    split = "test" if "test" in results else "valid"
+    if split not in results or not len(folds[split].samples):
+        return
+    if spec.task.value == "segmentation":
+        if config.report.mask_examples:
+            sheets.write_mask_examples(network, spec, folds[split].samples, run_dir / "mask_examples.png",
+                                       split=split, count=config.report.examples_per_class)  # fmt: skip
+        return
+    for name, (_, probs) in results.items():
+        sheets.write_predictions(folds[name].samples, probs, run_dir / f"predictions_{name}.csv")
+    if config.report.gradcam_sheet:
+        try:
+            sheets.write_gradcam_sheet(network, spec, folds[split].samples, results[split][1],
+                                       run_dir / "gradcam_sheet.png", split=split,
+                                       per_class=config.report.examples_per_class)  # fmt: skip
+        except TypeError as exc:  # no spatial feature map (e.g. a ViT): nothing for Grad-CAM to show
+            print(f"gradcam_sheet.png not written: {exc}", flush=True)
 
 
 def _print_and(logger: EpochLogger, verbose: bool):  # type: ignore[no-untyped-def]
