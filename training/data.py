@@ -276,3 +276,47 @@ def _check_classes(samples: Samples, source: str) -> None:
         )
     if len(counts) < 2:
         raise DataError(f"only one class {list(counts)} in the {source} data; a classifier needs two or more")
+
+
+def load_split_samples(root: str | Path, split: str, class_names: tuple[str, ...] = ()) -> Samples:
+    """One split of a labelled data root (``labels.csv`` with a split column, or split/class folders).
+
+    De-duplicated on md5 across all splits first (training copies leave the others), as training does.
+    """
+    root = Path(root)
+    csv_path = root / "labels.csv"
+    if csv_path.is_file():
+        samples = read_labels_csv(csv_path, root, class_names)
+    else:
+        found = read_class_folders(root)
+        samples = _rename_classes(found, class_names)
+    samples = dedup(samples)
+    names = sorted({str(s) for s in samples.split}) if samples.split is not None else []
+    if split == "all":
+        return samples
+    if samples.split is None or split not in names:
+        raise DataError(
+            f"{root}: has no split {split!r} (splits: {[n for n in names if n] or 'none'}); give one of them "
+            "with --split, or 'all'"
+        )
+    return samples.subset(np.flatnonzero(samples.split == split))
+
+
+def _rename_classes(samples: Samples, class_names: tuple[str, ...]) -> Samples:
+    """Folders named ``0, 1, ...`` index the model's classes; named folders must be its class names."""
+    if not class_names or samples.class_names == class_names:
+        return samples
+    if all(n.isdigit() for n in samples.class_names):
+        labels = np.array([int(samples.class_names[i]) for i in samples.labels], dtype=np.int64)
+        if labels.max(initial=0) >= len(class_names):
+            raise DataError(f"class folder {labels.max()} but the model has {len(class_names)} classes")
+        return replace(samples, labels=labels, class_names=class_names)
+    index = {n: i for i, n in enumerate(class_names)}
+    unknown = sorted(set(samples.class_names) - set(index))
+    if unknown:
+        raise DataError(
+            f"class folders {unknown} are not classes of the model {list(class_names)}; name the folders "
+            "after the model's classes (or 0, 1, ...)"
+        )
+    labels = np.array([index[samples.class_names[i]] for i in samples.labels], dtype=np.int64)
+    return replace(samples, labels=labels, class_names=class_names)

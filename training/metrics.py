@@ -3,7 +3,9 @@
 ``classification_metrics`` returns a flat JSON-ready dict: accuracy, balanced
 accuracy, macro F1, ROC-AUC (binary, or macro one-vs-rest), per-class
 precision/recall/F1 and, for two classes, sensitivity and specificity of the
-positive (second) class, plus the confusion matrix.
+positive (second) class, plus the confusion matrix.  ``expected_calibration_error`` and
+``reliability_bins`` measure calibration; ``bootstrap_intervals`` gives percentile
+bootstrap confidence intervals of any of these (stratified, seeded).
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "bootstrap_intervals",
     "classification_metrics",
     "confusion_matrix",
+    "expected_calibration_error",
+    "reliability_bins",
     "roc_auc",
     "roc_curve",
     "segmentation_metrics",
@@ -85,6 +90,71 @@ def classification_metrics(
         for i, name in enumerate(class_names)
     }  # fmt: skip
     out["confusion_matrix"] = cm.tolist()
+    return out
+
+
+def reliability_bins(y_true: np.ndarray, probs: np.ndarray, n_bins: int = 15) -> dict[str, np.ndarray]:
+    """Top-label calibration in ``n_bins`` equal-width confidence bins over (1/k, 1].
+
+    Returns ``count`` (int64), ``confidence`` and ``accuracy`` (float64, NaN in empty bins)
+    per bin, and the bin ``edges`` (n_bins + 1).
+    """
+    y_true = np.asarray(y_true, dtype=np.int64)
+    probs = np.asarray(probs, dtype=np.float64)
+    confidence = probs.max(1)
+    correct = (probs.argmax(1) == y_true).astype(np.float64)
+    edges = np.linspace(1.0 / probs.shape[1], 1.0, n_bins + 1)
+    which = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
+    count = np.bincount(which, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(which, confidence, minlength=n_bins) / count
+        accuracy = np.bincount(which, correct, minlength=n_bins) / count
+    return {"edges": edges, "count": count, "confidence": mean_conf, "accuracy": accuracy}
+
+
+def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: int = 15) -> float:
+    """ECE: the count-weighted mean |accuracy - confidence| of the top class over equal-width bins."""
+    if len(y_true) == 0:
+        return float("nan")
+    bins = reliability_bins(y_true, probs, n_bins)
+    filled = bins["count"] > 0
+    gap = np.abs(bins["accuracy"][filled] - bins["confidence"][filled])
+    return float(np.sum(bins["count"][filled] * gap) / len(y_true))
+
+
+def bootstrap_intervals(
+    y_true: np.ndarray, probs: np.ndarray, class_names: Sequence[str], *, n_boot: int = 1000,
+    seed: int = 0, level: float = 0.95, keys: Sequence[str] = (), n_bins: int = 15,
+) -> dict[str, dict[str, float]]:  # fmt: skip
+    """Percentile bootstrap confidence intervals of :func:`classification_metrics` (+ ``ece``).
+
+    Every resample draws, within each true class, as many patches as the class has (with
+    replacement), so the class mix stays that of the data.  Returns ``{metric: {"value",
+    "low", "high"}}`` for the scalar metrics (or just ``keys``); ``n_boot=0`` gives no interval.
+    """
+    y_true = np.asarray(y_true, dtype=np.int64)
+    probs = np.asarray(probs, dtype=np.float64)
+
+    def scalars(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+        m = classification_metrics(y, p, class_names)
+        m["ece"] = expected_calibration_error(y, p, n_bins)
+        return {k: float(v) for k, v in m.items() if isinstance(v, float) and (not keys or k in keys)}
+
+    point = scalars(y_true, probs)
+    rng = np.random.default_rng(seed)
+    by_class = [np.flatnonzero(y_true == c) for c in range(len(class_names))]
+    draws: dict[str, list[float]] = {k: [] for k in point}
+    for _ in range(max(0, int(n_boot))):
+        pick = np.concatenate([idx[rng.integers(0, len(idx), len(idx))] for idx in by_class if len(idx)])
+        for k, v in scalars(y_true[pick], probs[pick]).items():
+            draws[k].append(v)
+    tail = (1 - level) / 2 * 100
+    out = {}
+    for k, v in point.items():
+        values = np.asarray(draws[k], dtype=np.float64)
+        values = values[np.isfinite(values)]
+        low, high = np.percentile(values, [tail, 100 - tail]) if len(values) else (np.nan, np.nan)
+        out[k] = {"value": v, "low": float(low), "high": float(high)}
     return out
 
 

@@ -36,6 +36,7 @@ SUBCOMMANDS = {
     "cohort": "napari_histo.cli.cohort:cohort",
     "train": "training.cli:train",
     "cluster": "training.cli:cluster",
+    "evaluate": "training.cli:evaluate",
 }
 
 EPILOG = (

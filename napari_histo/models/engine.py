@@ -34,6 +34,8 @@ __all__ = [
     "InferenceConfig",
     "InferenceProgress",
     "TilePredictions",
+    "dihedral_views",
+    "forward_logits",
     "load_tile_predictions",
     "predict_tiles",
 ]
@@ -217,6 +219,51 @@ def _forward(
     import torch
     import torch.nn.functional as F
 
+    views = _forward_views(model, batch, device, mean, std, spec, config, stain)
+    scores = torch.softmax(views / spec.temperature, dim=2).mean(0)  # mean over the TTA views
+    if scores.ndim == 4 and scores.shape[-1] != batch.shape[2]:  # segmentation at another input size
+        scores = F.interpolate(scores, size=batch.shape[1:3], mode="bilinear", align_corners=False)
+    return scores.cpu().numpy()
+
+
+def forward_logits(
+    model: Any, batch: np.ndarray, spec: ModelSpec, *, device: Any = "cpu",
+    config: InferenceConfig | None = None, stain: Any = None,
+) -> np.ndarray:  # fmt: skip
+    """float32 logits (views, b, C) of a uint8 (b, h, w, 3) batch, one view per ``spec.tta`` transform.
+
+    For fitting a temperature (evaluation): ``predict_tiles`` scores are
+    ``softmax(logits / spec.temperature).mean(views)`` of exactly these.
+    """
+    import torch
+
+    config = config or InferenceConfig(device=str(device))
+    device = resolve_device(device)
+    mean = torch.tensor(spec.mean, device=device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1) * 255
+    model = model.to(device).eval()
+    return _forward_views(model, batch, device, mean, std, spec, config, stain).cpu().numpy()
+
+
+def dihedral_views(x: Any, tta: str) -> list[tuple[int, bool]]:
+    """The (quarter turns, flip) pairs of ``tta``: one identity view, or all 8 of the dihedral group."""
+    if tta == "none":
+        return [(0, False)]
+    if x.shape[-1] != x.shape[-2]:
+        raise InvalidParameterError(
+            f"dihedral test-time augmentation needs square patches, got {x.shape[-2]} x {x.shape[-1]} px"
+        )
+    return [(k, flip) for flip in (False, True) for k in range(4)]
+
+
+def _forward_views(
+    model: Any, batch: np.ndarray, device: Any, mean: Any, std: Any, spec: ModelSpec,
+    config: InferenceConfig, stain: Any,
+) -> Any:  # fmt: skip
+    """float32 logits (views, b, C[, h, w]) at the input size; segmentation maps turned back per view."""
+    import torch
+    import torch.nn.functional as F
+
     cuda = device.type == "cuda"
     tensor = torch.from_numpy(batch)
     if cuda:
@@ -229,17 +276,21 @@ def _forward(
     if spec.input_size != x.shape[-1]:
         x = F.interpolate(x, size=(spec.input_size, spec.input_size), mode="bilinear", align_corners=False)
     x = (x - mean) / std
-    if cuda and config.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    with (
-        torch.inference_mode(),
-        torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and config.amp),
-    ):
-        logits = model(x)
-    scores = torch.softmax(logits.float(), dim=1)
-    if scores.ndim == 4 and scores.shape[-1] != batch.shape[2]:  # segmentation at another input size
-        scores = F.interpolate(scores, size=batch.shape[1:3], mode="bilinear", align_corners=False)
-    return scores.cpu().numpy()
+    outputs = []
+    for turns, flip in dihedral_views(x, spec.tta):
+        view = torch.rot90(x.flip(-1) if flip else x, turns, dims=(-2, -1))
+        if cuda and config.channels_last:
+            view = view.contiguous(memory_format=torch.channels_last)
+        with (
+            torch.inference_mode(),
+            torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and config.amp),
+        ):
+            logits = model(view).float()
+        if logits.ndim == 4:  # a segmentation map: back to the patch's orientation
+            logits = torch.rot90(logits, -turns, dims=(-2, -1))
+            logits = logits.flip(-1) if flip else logits
+        outputs.append(logits)
+    return torch.stack(outputs)
 
 
 def _fingerprint(slide: Slide, spec: ModelSpec, grid: TileGrid) -> dict[str, Any]:

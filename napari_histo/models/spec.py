@@ -21,6 +21,7 @@ from napari_histo.errors import HistoError
 
 __all__ = [
     "SPEC_FILE",
+    "TTA_MODES",
     "WEIGHTS_FILE",
     "ModelSpec",
     "ModelSpecError",
@@ -32,6 +33,8 @@ __all__ = [
 SPEC_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
 SPEC_VERSION = "1.0"
+#: test-time augmentation modes: none, or the mean over the 8 rotations/flips (dihedral group D4)
+TTA_MODES = ("none", "dihedral8")
 #: the largest model.json read (provenance and metrics make a few tens of kB; more is not a spec)
 MAX_SPEC_BYTES = 16 * 1024 * 1024
 
@@ -80,6 +83,12 @@ class ModelSpec:
     name, description : str
     provenance, metrics : dict
         How the model was made (recipe, data, commit) and what it scored.
+    tta : str
+        Test-time augmentation at inference: ``"none"``, or ``"dihedral8"`` (the softmax
+        probabilities averaged over the 8 rotations/flips of each patch, 8x the compute).
+    temperature : float
+        Logits are divided by it before the softmax (temperature scaling, fitted on the
+        selection split; 1.0 = uncalibrated).
     """
 
     architecture: str
@@ -97,6 +106,8 @@ class ModelSpec:
     description: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    tta: str = "none"
+    temperature: float = 1.0
     spec_version: str = SPEC_VERSION
 
     def __post_init__(self) -> None:
@@ -110,6 +121,7 @@ class ModelSpec:
             object.__setattr__(self, "input_size", int(self.patch_size_pixels))
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        object.__setattr__(self, "temperature", float(self.temperature))
         _validate(self)
 
     # -- WSInfer interop ------------------------------------------------------------
@@ -181,6 +193,10 @@ def _validate(spec: ModelSpec) -> None:
         or not all(math.isfinite(v) for v in values)
     ):
         problems.append(f"mean/std need 3 values each with std > 0, got {spec.mean}/{spec.std}")
+    if spec.tta not in TTA_MODES:
+        problems.append(f"tta must be one of {list(TTA_MODES)}, got {spec.tta!r}")
+    if not (math.isfinite(spec.temperature) and 0.01 <= spec.temperature <= 100):
+        problems.append(f"temperature must be between 0.01 and 100 (1 = none), got {spec.temperature}")
     if problems:
         raise ModelSpecError("invalid model spec: " + "; ".join(problems) + ". Fix model.json.")
 
@@ -248,6 +264,8 @@ _FIELD_TYPES: dict[str, tuple[Any, str]] = {
     "description": (lambda v: isinstance(v, str), "text"),
     "provenance": (lambda v: isinstance(v, dict), "an object"),
     "metrics": (lambda v: isinstance(v, dict), "an object"),
+    "tta": (lambda v: v in TTA_MODES, " or ".join(TTA_MODES)),
+    "temperature": (lambda v: _is_number(v), "a number (1.0 = no temperature scaling)"),
     "spec_version": (lambda v: isinstance(v, str), "text"),
 }
 
