@@ -72,6 +72,10 @@ class DataConfig:
     test_fraction: float = 0.0
     group_by: str = "none"  # none | slide | patient
     max_per_class: int = 0  # 0 = all; caps each class per split (quick runs)
+    # > 0 with a source that has its own split: carve this fraction of its train split (stratified,
+    # seeded) as the selection split ("valid": epochs, temperature); the source's other splits are
+    # not loaded at all, so they stay untouched for `histo evaluate` to report on once
+    selection_from_train: float = 0.0
     cache: bool = True  # decode all patches into memory once
     synthetic_per_class: int = 200
     synthetic_px: int = 64
@@ -91,6 +95,7 @@ class ModelConfig:
     drop_rate: float = 0.0
     name: str = ""
     description: str = ""
+    tta: str = "none"  # none | dihedral8: inference averages the 8 rotations/flips (model.json's tta)
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,7 @@ class TrainConfig:
     max_steps_per_epoch: int = 0  # 0 = the whole training set
     resume: bool = True
     seed: int = 0
+    calibrate: bool = False  # fit a softmax temperature on the valid (selection) split after training
 
 
 @dataclass(frozen=True)
@@ -437,6 +443,7 @@ _CHOICES = {
     ("data", "balance"): ("none", "undersample", "weighted"),
     ("data", "group_by"): ("none", "slide", "patient"),
     ("model", "task"): ("classification", "segmentation"),
+    ("model", "tta"): ("none", "dihedral8"),
     ("augment", "stain_normalize"): ("none", "macenko", "reinhard", "vahadane"),
     ("train", "loss"): ("ce", "bce", "dice", "dice_ce"),
     ("train", "class_weights"): ("none", "balanced"),
@@ -461,6 +468,7 @@ _RANGES: tuple[tuple[str, str, Any, str], ...] = (
     ("data", "min_tissue", _between(0, 1), "a fraction from 0 to 1"),
     ("data", "valid_fraction", _between(0, 1, high_open=True), "a fraction from 0 to below 1 (0.2 is usual)"),
     ("data", "test_fraction", _between(0, 1, high_open=True), "a fraction from 0 to below 1"),
+    ("data", "selection_from_train", _between(0, 1, high_open=True), "0 (off) or below 1 (0.1 is usual)"),
     ("data", "max_per_class", _between(0, math.inf), "0 (all) or a number of patches"),
     ("data", "synthetic_per_class", _between(2, 1_000_000), "2 or more patches"),
     ("data", "synthetic_px", _between(8, 4096), "a patch edge of 8 to 4096 pixels"),

@@ -88,6 +88,7 @@ def make_spec(config: TrainingConfig, train: Samples, stain: dict[str, Any] | No
         name=config.model.name or config.name,
         description=config.model.description,
         stain=stain,
+        tta=config.model.tta,
     )
 
 

@@ -122,7 +122,12 @@ def _train(config: TrainingConfig, rank: int, world: int, progress: bool) -> Tra
     metrics = {name: m for name, (m, _) in results.items()}
     model_dir = run_dir / "model"
     if rank == 0:
-        _write_outputs(config, spec, network, folds, results, outcome, run_dir, model_dir, started)
+        calibration = None
+        if config.train.calibrate and not ctx.segmentation:
+            spec, calibration = _calibrate(network, spec, folds["valid"], run_dir, device)
+            metrics["calibration"] = calibration
+        _write_outputs(config, spec, network, folds, results, outcome, run_dir, model_dir, started,
+                       calibration=calibration)  # fmt: skip
         if config.clustering.enabled:
             metrics["clustering"] = _clustering(config, network, folds["valid"], spec, run_dir, device)
     return TrainResult(run_dir, model_dir, metrics, outcome["history"])
@@ -223,7 +228,8 @@ def _clustering(config: TrainingConfig, network, fold: Fold, spec: ModelSpec, ru
     )  # fmt: skip
 
 
-def _write_outputs(config, spec, network, folds, results, outcome, run_dir, model_dir, started) -> None:  # type: ignore[no-untyped-def]
+def _write_outputs(config, spec, network, folds, results, outcome, run_dir, model_dir, started,  # type: ignore[no-untyped-def]
+                   calibration=None) -> None:  # fmt: skip
     from training import plots
 
     metrics = {name: m for name, (m, _) in results.items()}
@@ -238,8 +244,12 @@ def _write_outputs(config, spec, network, folds, results, outcome, run_dir, mode
         "deduplicated": config.data.dedup,
     }
     summary["data"] = data_note(config, summary["counts"])  # what it ran on vs the paper
-    write_json({"summary": summary, **metrics}, run_dir / "metrics.json")
+    write_json({"summary": summary, **metrics, **({"calibration": calibration} if calibration else {})},
+               run_dir / "metrics.json")  # fmt: skip
     provenance = {**base_provenance(config), **summary}  # no absolute paths of this machine
+    provenance["touched_splits"] = touched_splits(config, folds)
+    if calibration is not None:
+        provenance["calibration"] = calibration
     headline = {k: v for k, v in metrics.get("valid", {}).items() if isinstance(v, (int, float))}
     spec = spec.with_updates(provenance=provenance, metrics={"valid": headline} | (
         {"test": {k: v for k, v in metrics["test"].items() if isinstance(v, (int, float))}}
@@ -250,6 +260,53 @@ def _write_outputs(config, spec, network, folds, results, outcome, run_dir, mode
     _write_sheets(config, spec, network, folds, results, run_dir)
     write_run_readme(run_dir, config, summary["data"], metrics)
     print(format_data_note(summary["data"]), flush=True)
+
+
+def touched_splits(config: TrainingConfig, folds: dict[str, Fold]) -> list[str] | None:
+    """The source's splits that trained or selected the model (``histo evaluate`` refuses to report on them).
+
+    ``data.selection_from_train``: only the source's train split; a source with its own split: its
+    train and valid; splits carved from unsplit data: ``None`` (every patch of the root may have).
+    """
+    if config.data.selection_from_train > 0:
+        return ["train"]
+    sources = {str(s) for fold in folds.values() for s in (fold.samples.split.tolist() if fold.samples.split
+               is not None else [])} - {""}  # fmt: skip
+    return sorted(sources - {"test"}) if sources else None
+
+
+def _calibrate(network, spec, fold: Fold, run_dir: Path, device) -> tuple[ModelSpec, dict[str, Any]]:  # type: ignore[no-untyped-def]
+    """Fit the softmax temperature on the selection split through the inference engine (with ``spec.tta``).
+
+    Returns the spec with the temperature and the calibration record: ECE before and after on that
+    split (optimistic: fitted there; ``histo evaluate`` measures it on an untouched split). The
+    reliability plot goes to ``reliability_valid.png``.
+    """
+    from training.evaluate import fit_temperature, plot_reliability, predict_logits, probabilities
+    from training.metrics import expected_calibration_error
+
+    samples = fold.samples if fold.samples.images is not None else fold.samples.with_pixels()
+    logits = predict_logits(network, spec, samples.images, device=str(device))  # type: ignore[arg-type]
+    temperature = fit_temperature(logits, samples.labels)
+    before, after = probabilities(logits, 1.0), probabilities(logits, temperature)
+    calibration = {
+        "temperature": round(temperature, 4),
+        "fitted_on": f"valid (the selection split, {len(samples)} patches)",
+        "tta": spec.tta,
+        "ece_before": round(expected_calibration_error(samples.labels, before), 4),
+        "ece_after": round(expected_calibration_error(samples.labels, after), 4),
+        "nll_before": round(_nll(before, samples.labels), 5),
+        "nll_after": round(_nll(after, samples.labels), 5),
+    }
+    plot_reliability(samples.labels, after, run_dir / "reliability_valid.png")
+    print(f"temperature {temperature:.3f} fitted on the selection split (ECE {calibration['ece_before']} -> "
+          f"{calibration['ece_after']} there)", flush=True)  # fmt: skip
+    network.train(False)
+    return spec.with_updates(temperature=temperature), calibration
+
+
+def _nll(probs: np.ndarray, labels: np.ndarray) -> float:
+    return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean())
 
 
 def _write_sheets(config, spec, network, folds, results, run_dir) -> None:  # type: ignore[no-untyped-def]

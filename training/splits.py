@@ -16,7 +16,10 @@ def split_samples(samples: Samples, config: DataConfig, seed: int = 0) -> dict[s
     New splits are stratified by class; with ``group_by`` slide/patient, whole
     groups go to one split (no patient in both training and validation).
     """
-    if samples.split is not None and "train" in set(samples.split.tolist()):
+    has_split = samples.split is not None and "train" in set(samples.split.tolist())
+    if has_split and config.selection_from_train > 0:
+        return _select_from_train(samples, config, seed)
+    if has_split:
         parts = {
             name: samples.subset(np.flatnonzero(samples.split == name)) for name in ("train", "valid", "test")
         }
@@ -116,3 +119,31 @@ def balanced_class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
 def sample_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
     """Per-sample weights for a weighted sampler that draws every class equally often."""
     return balanced_class_weights(labels, n_classes)[labels].astype(np.float64)
+
+
+def _select_from_train(samples: Samples, config: DataConfig, seed: int) -> dict[str, Samples]:
+    """The source's train split cut into train and a selection split (``valid``); nothing else is used.
+
+    The source's other splits (PCam's valid ...) are left out of the run entirely, so the split that
+    chooses epochs and the temperature is never the one reported (``histo evaluate`` reports on them).
+    """
+    train = samples.subset(np.flatnonzero(samples.split == "train"))
+    left_out = sorted({str(s) for s in samples.split.tolist()} - {"train"})  # type: ignore[union-attr]
+    fractions = (config.selection_from_train, 0.0)
+    rng = np.random.default_rng([seed, 11])
+    if config.group_by != "none":
+        assign = _group_assign(train, fractions, rng)
+    else:
+        assign = _stratified_assign(train.labels, fractions, rng)
+    out = {name: train.subset(np.flatnonzero(assign == i)) for i, name in enumerate(("train", "valid"))}
+    for name in ("train", "valid"):
+        if len(out[name]) == 0:
+            raise DataError(
+                f"data.selection_from_train = {config.selection_from_train}: the {name} split is empty "
+                f"({len(train)} training patches); add data or change the fraction"
+            )
+    shown = ", ".join(repr(n) for n in left_out if n) or "none"
+    print(f"selection split: {len(out['valid'])} patches carved from the source's train split "
+          f"(data.selection_from_train = {config.selection_from_train}); source splits left out, untouched: "
+          f"{shown}", flush=True)  # fmt: skip
+    return out
