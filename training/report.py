@@ -311,6 +311,18 @@ def write_run_readme(run_dir: Path, config: TrainingConfig, note: dict[str, Any]
     if note.get("synthetic"):
         lines += ["**Synthetic stand-in data: the metrics below say nothing about real tissue.**", ""]
     lines += [f"- **{label}:** {note[key]}" for key, label in _LABELS if note.get(key)]
+    counts_file = run_dir / "class_counts.json"
+    if counts_file.is_file():  # written by training.data before any balancing
+        record = json.loads(counts_file.read_text(encoding="utf-8"))
+        before = ", ".join(f"{k} {v:,}" for k, v in record.get("before_balancing", {}).items())
+        lines += ["", "## Class counts", "", f"- **loaded, before balancing (all source splits):** {before}"]
+        summary_file = run_dir / "metrics.json"
+        after = {}
+        if summary_file.is_file():
+            after = json.loads(summary_file.read_text(encoding="utf-8")).get("summary", {}).get("counts", {})
+        for split, per_class in after.items():
+            shown = ", ".join(f"{k} {v:,}" for k, v in per_class.items())
+            lines.append(f"- **{split}, after data.balance = {record.get('balance', 'none')}:** {shown}")
     lines += ["", "## Metrics", ""]
     for split in ("valid", "test"):
         values = {k: v for k, v in metrics.get(split, {}).items() if isinstance(v, (int, float))}

@@ -38,3 +38,7 @@ def test_undersampling_balances_training_fold_and_report_shows_both(tmp_path: Pa
     printed = capsys.readouterr().out
     assert "class counts before balancing (all splits): negative 76, idc 30" in printed
     assert "undersampled" in printed
+    readme = (run_dir / "README.md").read_text()  # the run report shows both
+    assert "loaded, before balancing (all source splits):** negative 76, idc 30" in readme
+    shown = f"train, after data.balance = undersample:** negative {after['train']['negative']}"
+    assert shown in readme
