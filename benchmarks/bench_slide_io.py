@@ -9,10 +9,22 @@ For each slide and tool, in the same run:
     is warm) and the extra resident memory the open costs (RSS after - before);
   * random 512 x 512 level-0 region reads per second, same locations for all.
 
+Back-ends (``--backends``, or ``--backends-only`` for just these rows): the same
+random 512 x 512 regions through each ``open_slide`` back-end beside the
+built-in tifffile one, in the same run:
+  * ``openslide`` back-end on each real slide (and OpenSlide itself, the peer);
+  * ``wsidicom`` back-end on CMU-1-Small-Region converted to DICOM by
+    wsidicomizer (lossless JPEG frames; made once in --work);
+  * remote reads: each real slide served by a local ``http.server`` on
+    127.0.0.1 (range requests), read through fsspec: regions/s, and bytes the
+    server sent per region and to open (against the file size).
+
 Usage:
   python benchmarks/bench_slide_io.py                 # all slides, ~2 min
   python benchmarks/bench_slide_io.py --reads 100 --skip-big
-Needs the bench extra: pip install -e '.[bench]'.
+  python benchmarks/bench_slide_io.py --backends-only --reads 100
+Needs the bench extra: pip install -e '.[bench]' (and the openslide, dicom and
+remote extras, plus wsidicomizer, for the back-end rows).
 """
 
 from __future__ import annotations
@@ -125,6 +137,183 @@ def measure_reads(tool: str, path: Path, locations: list[tuple[int, int]], cache
     return rate
 
 
+class _RangeServer:
+    """A local HTTP server for one folder that answers range requests and counts the bytes it sends."""
+
+    def __init__(self, folder: Path) -> None:
+        import http.server
+        import os
+        import re
+        import threading
+
+        self.bytes_sent = 0
+        lock = threading.Lock()
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_HEAD(self) -> None:
+                path = folder / self.path.lstrip("/")
+                self.send_response(200)
+                self.send_header("Content-Length", str(path.stat().st_size))
+                self.end_headers()
+
+            def do_GET(self) -> None:
+                path = folder / self.path.lstrip("/")
+                size = path.stat().st_size
+                match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+                start = int(match.group(1)) if match else 0
+                end = min(size - 1, int(match.group(2))) if match and match.group(2) else size - 1
+                self.send_response(206 if match else 200)
+                if match:
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+                self.send_header("Content-Length", str(end - start + 1))
+                self.end_headers()
+                with open(path, "rb") as fh:
+                    data = os.pread(fh.fileno(), end - start + 1, start)
+                self.wfile.write(data)
+                with lock:
+                    owner.bytes_sent += len(data)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join()
+
+
+def _rate(read, locations: list[tuple[int, int]]) -> float:
+    read(*locations[0])  # warm-up: imports, first decoder call
+    t0 = time.perf_counter()
+    for r, c in locations:
+        read(r, c)
+    return len(locations) / (time.perf_counter() - t0)
+
+
+def _histo_rate(source: str | Path, locations: list[tuple[int, int]], **options) -> float:
+    from napari_histo.io import open_slide
+
+    try:
+        slide = open_slide(source, **options)
+    except Exception as exc:  # noqa: BLE001 - a back-end that is not installed is reported, not fatal
+        print(f"    cannot open {source} with {options or 'auto'} ({type(exc).__name__}: {exc})")
+        return float("nan")
+    with slide:
+        return _rate(lambda r, c: slide.read_region((r, c), 0, (512, 512)), locations)
+
+
+def _dicom_copy(work: Path, source: Path) -> Path | None:
+    """CMU-1-Small-Region as DICOM (wsidicomizer, lossless JPEG frames; made once in ``work``)."""
+    out = work / f"{source.stem}-dicom"
+    if out.is_dir() and any(out.glob("*.dcm")):
+        return out
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from wsidicom.codec.settings import JpegLosslessSettings
+            from wsidicomizer import WsiDicomizer
+            from wsidicomizer.wsidicomizer import SourceIdentifier
+
+            out.mkdir(parents=True, exist_ok=True)
+            WsiDicomizer.convert(
+                source, out, tile_size=240, workers=1, preferred_source=SourceIdentifier.OPENSLIDE,
+                encoding=JpegLosslessSettings(),
+            )  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - reported, the other rows still run
+        print(f"  DICOM copy of {source.name} not made ({type(exc).__name__}: {exc})")
+        return None
+    return out
+
+
+def backend_rows(slides: list[Path], work: Path, reads: int) -> dict:
+    """Random 512² level-0 reads through each back-end (same locations per slide), and remote bytes."""
+    from napari_histo.io import open_slide
+
+    print("\n== back-ends: 512 x 512 level-0 regions/s, same locations for every row ==", flush=True)
+    rng = np.random.default_rng(1)
+    server = _RangeServer(SHARED_WSI)
+    results: dict = {}
+    try:
+        for path in slides:
+            with open_slide(path) as slide:
+                rows, cols = slide.dimensions
+            locations = [
+                (int(rng.integers(0, max(1, rows - 512))), int(rng.integers(0, max(1, cols - 512))))
+                for _ in range(reads)
+            ]
+            warm_page_cache(path)
+            row = {
+                "histo tifffile": _histo_rate(path, locations),
+                "histo openslide back-end": _histo_rate(path, locations, backend="openslide"),
+                "openslide (peer)": measure_reads("openslide", path, locations),
+            }
+            url = f"{server.url}/{path.name}"
+            before = server.bytes_sent
+            try:
+                remote = open_slide(url)
+            except Exception as exc:  # noqa: BLE001 - the remote extra missing is reported
+                print(f"    remote: cannot open {url} ({type(exc).__name__}: {exc})")
+                remote = None
+            if remote is not None:
+                opened = server.bytes_sent - before
+                with remote:
+                    start = server.bytes_sent
+                    t0 = time.perf_counter()
+                    for r, c in locations:
+                        remote.read_region((r, c), 0, (512, 512))
+                    rate = len(locations) / (time.perf_counter() - t0)
+                    per_region = (server.bytes_sent - start) / len(locations)
+                row["histo remote (HTTP, cold)"] = rate
+                row["remote bytes"] = {
+                    "open_bytes": opened,
+                    "bytes_per_region": per_region,
+                    "total_fraction_of_file": server.bytes_sent - before,
+                }
+            size = path.stat().st_size
+            print(f"\n{path.name}  ({cols:,} x {rows:,} px, {size / 1e6:,.1f} MB)", flush=True)
+            for name, value in row.items():
+                if name != "remote bytes":
+                    print(f"  {name:<28} {value:8.1f} regions/s", flush=True)
+            if "remote bytes" in row:
+                fetched = row["remote bytes"]
+                total = fetched["total_fraction_of_file"]
+                print(
+                    f"  {'remote bytes':<28} open {fetched['open_bytes'] / 1e3:,.0f} kB, "
+                    f"{fetched['bytes_per_region'] / 1e3:,.1f} kB/region "
+                    f"(raw RGB 786 kB), all {len(locations)} reads + open = {total / size:.0%} of the file",
+                    flush=True,
+                )
+                fetched["total_fraction_of_file"] = total / size
+            results[path.name] = row
+        cmu = SHARED_WSI / "CMU-1-Small-Region.svs"
+        dicom = _dicom_copy(work, cmu) if cmu.exists() else None
+        if dicom is not None:
+            with open_slide(cmu) as slide:
+                rows, cols = slide.dimensions
+            locations = [
+                (int(rng.integers(0, rows - 512)), int(rng.integers(0, cols - 512))) for _ in range(reads)
+            ]
+            row = {
+                "histo tifffile (SVS)": _histo_rate(cmu, locations),
+                "histo wsidicom (DICOM copy)": _histo_rate(dicom, locations),
+            }
+            print(f"\n{cmu.name} as DICOM (lossless JPEG frames)", flush=True)
+            for name, value in row.items():
+                print(f"  {name:<28} {value:8.1f} regions/s", flush=True)
+            results[f"{cmu.name} (DICOM)"] = row
+    finally:
+        server.close()
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -134,10 +323,18 @@ def main() -> None:
     parser.add_argument("--opens", type=int, default=5, help="fresh-process opens per slide and tool")
     parser.add_argument("--skip-big", action="store_true", help="skip the generated 100,000² slide")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--backends", action="store_true", help="add the back-end and remote rows")
+    parser.add_argument("--backends-only", action="store_true", help="only the back-end and remote rows")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
 
-    slides = sorted(p for p in SHARED_WSI.glob("*") if p.suffix in (".svs", ".ndpi"))
+    real_slides = sorted(p for p in SHARED_WSI.glob("*") if p.suffix in (".svs", ".ndpi"))
+    slides = list(real_slides)
+    if args.backends_only:
+        results = backend_rows(real_slides, args.work, args.reads)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2))
+        return
     if not args.skip_big:
         slides.append(make_big_slide(args.work))
     rng = np.random.default_rng(0)
@@ -176,6 +373,8 @@ def main() -> None:
             f"  -> open {histo['open_ms']:.1f} ms (bound 1000 ms), +{histo['extra_mb']:.1f} MB (bound 200 MB)"
         )
         results[path.name] = row
+    if args.backends:
+        results["backends"] = backend_rows(real_slides, args.work, args.reads)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

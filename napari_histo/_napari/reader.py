@@ -7,10 +7,14 @@ readers may try), and damaged slides also show a notification that says why.
 from __future__ import annotations
 
 import logging
+from pathlib import Path, PurePath
 from typing import Any
 
 from napari_histo.errors import HistoError, UnsupportedFormatError
 from napari_histo.io import SLIDE_EXTENSIONS, Slide, open_slide
+from napari_histo.io._dicom_parts import is_dicom_folder
+from napari_histo.io._omezarr_parts import is_omezarr
+from napari_histo.io.slide import OPENSLIDE_EXTENSIONS
 from napari_histo.pipeline.session import SlideSession
 
 __all__ = ["get_slide_reader", "slide_layer_data"]
@@ -19,13 +23,30 @@ log = logging.getLogger(__name__)
 _SLIDE_ONLY_EXTENSIONS = (".svs", ".ndpi", ".qptiff", ".btf", ".tf8")
 
 
+def _is_slide_source(path: str) -> bool:
+    """A slide file by its name, a folder of DICOM files or an OME-Zarr image, or a URL of a slide."""
+    name = path.lower().split("?", 1)[0].rstrip("/")
+    if name.endswith(SLIDE_EXTENSIONS + OPENSLIDE_EXTENSIONS):
+        return True
+    if "://" in name:  # a DICOMweb series
+        return "/dicomweb" in name or ("/studies/" in name and "/series/" in name)
+    return is_dicom_folder(Path(path)) or is_omezarr(Path(path))
+
+
 def get_slide_reader(path: str | list[str]) -> Any:
-    """Return a reader function for a slide path, or ``None`` if this is not one."""
+    """Return a reader function for a slide path, or ``None`` if this is not one.
+
+    Paths: slide files (tifffile, or OpenSlide for MRXS, SCN, BIF, VMS ...),
+    folders of DICOM files (wsidicom), and URLs of TIFF-family slides or
+    DICOMweb series; the back-end is picked by content (see ``open_slide``).
+    """
     if isinstance(path, list):
         if len(path) != 1:
             return None
         path = path[0]
-    if not isinstance(path, str) or not path.lower().endswith(SLIDE_EXTENSIONS):
+    if isinstance(path, PurePath):
+        path = str(path)
+    if not isinstance(path, str) or not _is_slide_source(path):
         return None
     try:
         slide = open_slide(path, on_error="fill")
@@ -65,7 +86,7 @@ def slide_layer_data(slide: Slide | SlideSession) -> tuple[Any, dict[str, Any], 
         "metadata": {
             "napari_histo": {
                 "session": session,
-                "path": str(session.path),
+                "path": session.slide.source,
                 "mpp": session.mpp,
                 "mpp_source": session.mpp_source,
                 "info": session.slide.info(),

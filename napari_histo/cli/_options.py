@@ -18,6 +18,8 @@ from typing import Any
 import click
 
 __all__ = [
+    "BACKEND",
+    "BACKEND_HELP",
     "BATCH_SIZE",
     "DEVICE",
     "DOWNSAMPLE",
@@ -233,3 +235,10 @@ LEVEL = click.IntRange(min=0)
 DEVICE = DeviceType()
 SHAPE = ShapeType()
 SHARD = ShardType()
+#: ``--backend``: what reads a slide (``auto`` picks by content; see ``open_slide``)
+BACKEND = click.Choice(["auto", "tifffile", "omezarr", "openslide", "wsidicom"], case_sensitive=False)
+BACKEND_HELP = (
+    "What reads the slide: auto (by content: tifffile for SVS/NDPI/OME-TIFF/TIFF, OpenSlide for MRXS, SCN, "
+    "BIF, Philips TIFF, VMS, wsidicom for DICOM folders and DICOMweb URLs, omezarr for OME-Zarr folders), or "
+    "force one."
+)

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from napari_histo.cli._options import BATCH_SIZE, DEVICE, FRACTION, MPP, TILE_PX, WORKERS
+from napari_histo.cli._options import BACKEND, BATCH_SIZE, DEVICE, FRACTION, MPP, TILE_PX, WORKERS
 from napari_histo.cli._progress import run_with_bar
 from napari_histo.cli._report import EXIT_INPUT, naming_folder
 
@@ -77,11 +77,16 @@ def _key_value(ctx: click.Context, param: click.Parameter, values: tuple[str, ..
 @click.option("--slide-mpp", type=MPP, default=None,
               help="Level-0 µm/px for slides whose file lacks it (a manifest's mpp column wins).")
 @click.option("--overwrite", is_flag=True, help="Redo slides whose outputs were made with other settings.")
+@click.option("--backend", type=BACKEND, default="auto", show_default=True,
+              help="predict: what reads each slide (auto picks by content; see histo info --help).")
+@click.option("--ome-zarr", "ome_zarr", is_flag=True,
+              help="predict: also write NAME.ome.zarr (OME-NGFF 0.4) for QuPath 0.6+ and napari-ome-zarr.")
 def cohort(
     job: str, source: str, out_dir: Path, scheduler: str | None, n_workers: int | None, gpus: int,
     jobqueue: str | None, jobqueue_options: dict[str, Any], retries: int, dashboard: bool, serial: bool,
     model: str | None, mpp: float | None, tile_px: int, min_tissue: float, image_format: str,
     stain_method: str, device: str, batch_size: int, threads: int, slide_mpp: float | None, overwrite: bool,
+    backend: str, ome_zarr: bool,
 ) -> None:
     # fmt: on
     """Run JOB (predict, tiles, stain, info) on every slide of SOURCE, one Dask task per slide.
@@ -116,7 +121,7 @@ def cohort(
     slides = read_cohort(source)
     options: dict[str, Any] = {
         "slide_mpp": slide_mpp, "overwrite": overwrite, "workers": threads, "min_tissue": min_tissue,
-        "gpus": gpus,
+        "gpus": gpus, "ome_zarr": ome_zarr, "backend": backend.lower(),
     }  # fmt: skip
     if job == "predict":
         options.update(model=model, device=device, batch_size=batch_size)

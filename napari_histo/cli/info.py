@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
-from napari_histo.cli._options import MPP
+from napari_histo.cli._options import BACKEND, BACKEND_HELP, MPP
 from napari_histo.cli._report import describe_failure, echo_error
 from napari_histo.io import open_slide
 
@@ -15,22 +14,26 @@ __all__ = ["format_info", "info"]
 
 
 @click.command()
-@click.argument("slides", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("slides", nargs=-1, required=True, type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per slide, as a list).")
 @click.option("--mpp", type=MPP, default=None, help="Use this level-0 µm/px instead of the file's.")
-def info(slides: tuple[Path, ...], as_json: bool, mpp: float | None) -> None:
+@click.option("--backend", type=BACKEND, default="auto", show_default=True, help=BACKEND_HELP)
+def info(slides: tuple[str, ...], as_json: bool, mpp: float | None, backend: str) -> None:
     """Print format, pyramid levels, µm/px, magnification and associated images.
 
     \b
+    SLIDES are files, DICOM folders, or URLs (http(s)://, s3://, a DICOMweb series).
     Nothing is decoded: this is as fast on a 10 GB slide as on a small one.
     Examples:
       histo info CMU-1.svs
       histo info *.ndpi --json > slides.json
+      histo info CMU-1.mrxs --backend openslide
+      histo info https://example.org/slides/CMU-1.svs
     """
     records, codes = [], []
     for path in slides:
         try:
-            with open_slide(path, mpp=mpp) as slide:
+            with open_slide(path, mpp=mpp, backend=backend.lower()) as slide:
                 records.append(slide.info())
         except Exception as exc:
             failure = describe_failure(exc)
@@ -60,7 +63,8 @@ def format_info(record: dict) -> str:
     mag = record["magnification"]
     lines = [
         f"{record['path']}",
-        f"  format         {record['format']}",
+        f"  format         {record['format']}"
+        + (f" (read by {record['backend']})" if record.get("backend", "tifffile") != "tifffile" else ""),
         f"  vendor         {record['vendor'] or '-'}",
         f"  size           {cols:,} x {rows:,} px (width x height)"
         + (f" = {cols * mpp / 1000:.2f} x {rows * mpp / 1000:.2f} mm" if mpp else ""),

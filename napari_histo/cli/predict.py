@@ -10,6 +10,8 @@ import click
 import numpy as np
 
 from napari_histo.cli._options import (
+    BACKEND,
+    BACKEND_HELP,
     BATCH_SIZE,
     DEVICE,
     FRACTION,
@@ -52,10 +54,14 @@ PathIn = ExistingFile()
 @click.option("--overwrite", is_flag=True,
               help="Predict again slides whose outputs in --out were made with other settings, replacing "
                    "them (without it such a re-run is refused).")
+@click.option("--backend", type=BACKEND, default="auto", show_default=True, help=BACKEND_HELP)
+@click.option("--ome-zarr/--no-ome-zarr", "ome_zarr", default=False, show_default=True,
+              help="Also write NAME.ome.zarr: the maps as OME-Zarr (NGFF 0.4) for QuPath 0.6+ and "
+                   "napari-ome-zarr (made from the finished store; added to earlier runs too).")
 def predict(
     slides: tuple[Path, ...], model_dir: str, out_dir: Path, device: str, batch_size: int, workers: int,
     min_tissue: float, slide_mpp: float | None, stain: str | None, stain_ref: Path | None,
-    shard: tuple[int, int], compile_model: bool, overwrite: bool,
+    shard: tuple[int, int], compile_model: bool, overwrite: bool, backend: str, ome_zarr: bool,
 ) -> None:
     # fmt: on
     """Classify every tissue tile of each slide and write, per slide, to --out:
@@ -73,6 +79,8 @@ def predict(
       NAME.mask.zarr      stitched class map ("labels", -1 = not segmented) and
                           "confidence", at the model's µm/px
     with the class areas in NAME.summary.json and the classes on NAME.overlay.png.
+    With --ome-zarr, NAME.ome.zarr holds the maps as OME-Zarr (multiscale, in µm):
+    class probabilities (or the confidence) and the classes as a label image.
     Slides with a summary already are skipped; a killed run resumes.  If the
     settings changed since, the run is refused unless --overwrite.
 
@@ -91,7 +99,13 @@ def predict(
     from napari_histo.models.loading import resolve_device
     from napari_histo.pipeline.cohort import CohortSlide, slide_task
     from napari_histo.pipeline.model import resolve_model
-    from napari_histo.pipeline.slide_job import SlideJob, check_earlier_outputs, outputs_for
+    from napari_histo.pipeline.predict import segmentation_areas_text
+    from napari_histo.pipeline.slide_job import (
+        SlideJob,
+        check_earlier_outputs,
+        outputs_for,
+        write_ome_zarr_output,
+    )
 
     index, count = shard
     chosen = list(slides)[index::count]
@@ -107,23 +121,26 @@ def predict(
     config = InferenceConfig(device=device, batch_size=batch_size, workers=workers, compile=compile_model)
     if not overwrite:  # refuse before the first slide, not after the tenth
         for slide in chosen:
-            job = SlideJob(slide, out_dir, config, min_tissue, slide_mpp, stain, stain_ref)
+            job = SlideJob(slide, out_dir, config, min_tissue, slide_mpp, stain, stain_ref,
+                           backend=backend.lower())  # fmt: skip
             check_earlier_outputs(job, model)
     options = {
         "model": model, "device": device, "batch_size": batch_size, "workers": workers,
         "compile": compile_model, "min_tissue": min_tissue, "slide_mpp": slide_mpp, "stain": stain,
-        "stain_ref": stain_ref, "overwrite": overwrite,
+        "stain_ref": stain_ref, "overwrite": overwrite, "ome_zarr": ome_zarr, "backend": backend.lower(),
     }  # fmt: skip
     for slide in chosen:  # the same per-slide task as ``histo cohort predict``, one after another
         with naming_folder(out_dir):
             task = slide_task("predict", CohortSlide(slide), out_dir, options, raise_errors=True)
             outcome = run_with_bar(task, slide.name, "tile")
+        if ome_zarr:  # from the finished store (a no-op when the job wrote it already)
+            write_ome_zarr_output(slide, out_dir, model.spec.class_names, model.spec.class_colors)
         if outcome.status == "skipped":
             click.echo(f"{slide.name}: already done (delete its .summary.json to run again)")
         else:
             summary = json.loads(outputs_for(slide, out_dir)["summary"].read_text())
             if summary.get("task") == "segmentation":
-                areas = ", ".join(f"{name} {c['area_mm2']:.2f} mm²" for name, c in summary["classes"].items())
+                areas = segmentation_areas_text(summary["classes"])
                 click.echo(f"{slide.name}: {summary['n_tiles']} tiles segmented, {areas}")
                 continue
             call = summary["slide_call"]

@@ -9,6 +9,8 @@ import click
 import numpy as np
 
 from napari_histo.cli._options import (
+    BACKEND,
+    BACKEND_HELP,
     FRACTION,
     MAGNIFICATION,
     MPP,
@@ -86,6 +88,7 @@ __all__ = ["tiles"]
 )
 @click.option("--format", "image_format", type=click.Choice(["png", "jpg"]), default="png", show_default=True)
 @click.option("--workers", type=WORKERS, default=4, show_default=True, help="Decoding threads.")
+@click.option("--backend", type=BACKEND, default="auto", show_default=True, help=BACKEND_HELP)
 @click.option(
     "--overwrite",
     is_flag=True,
@@ -106,6 +109,7 @@ def tiles(
     slide_mpp: float | None,
     image_format: str,
     workers: int,
+    backend: str,
     overwrite: bool,
 ) -> None:
     """Cut SLIDE into patches of TILE_PX pixels at MPP µm/px, keeping tissue.
@@ -129,7 +133,10 @@ def tiles(
     check_allocation(
         (workers + 2, tile_px, tile_px, 3), np.uint8, what, "use a smaller --tile-px or fewer --workers"
     )
-    with naming_folder(out_dir), open_session(slide, slide_mpp, on_error="raise") as session:
+    with (
+        naming_folder(out_dir),
+        open_session(slide, slide_mpp, on_error="raise", backend=backend.lower()) as session,
+    ):
         _warn_if_upsampled(session.mpp, mpp)
         work = export_slide_tiles(
             session, out_dir, target_mpp=mpp, tile_px=tile_px, overlap_px=overlap_px,

@@ -90,20 +90,26 @@ _BENIGN = re.compile(r"coercing invalid ascii", re.I)
 _PAGE_OFFSET = re.compile(r"invalid (?:offset to first page|page offset|offset to page \d+ @)\s*(\d+)")
 
 
-def open_tiff(path: Path, cache: TileCache, on_error: OnError) -> SlideParts:
+def open_tiff(path: Path, cache: TileCache, on_error: OnError, *, remote: Any = None) -> SlideParts:
     """Open ``path`` (already known to start with a TIFF signature).
 
     The returned parts own the open file: call ``parts.close()`` (the
     ``Slide`` built from them does) or drop every reader to release it.
+    ``remote``: a :class:`~napari_histo.io._remote.RemoteFile` to read instead
+    of a local file (``path`` then only names it in messages); the parts then
+    own its cache file.
     """
     import tifffile
 
-    size = path.stat().st_size
+    size = path.stat().st_size if remote is None else remote.size
     # tifffile's log lines are collected (not shown) and numpy's warnings silenced while the header
     # is parsed: a damaged header shows as one CorruptSlideError, never as tifffile's own words
     with _TIFFFILE_LOG.capture() as log, np.errstate(all="ignore"):
         try:
-            tif = tifffile.TiffFile(path)
+            if remote is None:
+                tif = tifffile.TiffFile(path)
+            else:
+                tif = tifffile.TiffFile(remote.fileobj(), name=path.name)
         except Exception as exc:
             raise CorruptSlideError(
                 f"{path}: the TIFF structure cannot be read ({one_line(exc)}). The file is truncated or "
@@ -123,7 +129,11 @@ def open_tiff(path: Path, cache: TileCache, on_error: OnError) -> SlideParts:
                 tif.close()
                 raise CorruptSlideError(f"{damage} {_RECOPY}")
             notes.append((SlideDamageWarning, f"{damage} Reading what is there."))
-        source = _OpenFile(tif, os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0)))
+        if remote is None:
+            source = _OpenFile(tif, os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0)))
+        else:  # the remote file's local block cache (now owned here): blocks are fetched before reads
+            remote.close.detach()
+            source = _OpenFile(tif, remote.fd, remote)
         try:
             parts = _read_parts(path, tif, source, cache, on_error, size)
         except HistoError:
@@ -164,9 +174,10 @@ class _OpenFile:
     ``Slide`` keeps reading, and the file closes once nothing uses it.
     """
 
-    def __init__(self, tif: Any, fd: int) -> None:
+    def __init__(self, tif: Any, fd: int, remote: Any = None) -> None:
         self.tif = tif
         self.fd = fd
+        self.remote = remote  # a RemoteFile whose cache file ``fd`` is, or None for a local file
         self.close = weakref.finalize(self, _close_file, tif, fd)
 
 
@@ -207,8 +218,9 @@ def _read_parts(
                 f"{level_problem[1]}."
             )
         _check_level_header(path, i, page, size)
+    reader_type = TiffLevelReader if source.remote is None else source.remote.level_reader
     readers = [
-        TiffLevelReader(page, source, cache, (str(path), i), str(path), on_error, layout=level_layout)
+        reader_type(page, source, cache, (str(path), i), str(path), on_error, layout=level_layout)
         for i, (page, level_layout) in enumerate(zip(pages, layouts))
     ]
     notes: list[tuple[type[Warning], str]] = []

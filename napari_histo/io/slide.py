@@ -11,8 +11,10 @@ tile tables are checked against the file size, and each level becomes
 from __future__ import annotations
 
 import errno
+import importlib.util
 import math
 import os
+import re
 import stat
 import uuid
 import warnings
@@ -28,8 +30,10 @@ from napari_histo.core.memory import check_allocation, format_bytes
 from napari_histo.errors import (
     CorruptSlideError,
     FileAccessError,
+    HistoError,
     InvalidParameterError,
     SlideNotFoundError,
+    UnsupportedCompressionError,
     UnsupportedFormatError,
 )
 from napari_histo.io._metadata import Calibration
@@ -47,12 +51,24 @@ from napari_histo.io._tile_reader import (
     one_line,
 )
 
-__all__ = ["SLIDE_EXTENSIONS", "LevelInfo", "Slide", "SlideDamageWarning", "SlideWarning", "open_slide"]
+__all__ = [
+    "BACKENDS",
+    "SLIDE_EXTENSIONS",
+    "LevelInfo",
+    "Slide",
+    "SlideDamageWarning",
+    "SlideWarning",
+    "open_slide",
+]
 
 #: File name endings the reader accepts (lower case).
+#: Vendor formats read through OpenSlide (the ``openslide`` extra), by file name ending
+#: (Philips TIFF is found by content; a .dcm file is one instance of a DICOM slide's folder).
+OPENSLIDE_EXTENSIONS = (".mrxs", ".scn", ".bif", ".vms", ".vmu", ".svslide", ".dcm")
+#: File name endings that name one slide each (lower case): what folders of slides are searched for.
 SLIDE_EXTENSIONS = (
     ".svs", ".ndpi", ".tif", ".tiff", ".ome.tif", ".ome.tiff", ".btf", ".tf8", ".qptiff",
-    ".png", ".jpg", ".jpeg",
+    ".png", ".jpg", ".jpeg", *(ext for ext in OPENSLIDE_EXTENSIONS if ext != ".dcm"),
 )  # fmt: skip
 
 # A single-level image wider or taller than this gets lazily computed levels so
@@ -82,8 +98,12 @@ class Slide:
     Attributes
     ----------
     path : Path
+        The slide file (or DICOM folder); for a URL, a path holding only the
+        URL's file name (``source`` is what to open again).
     format : str
-        ``aperio-svs``, ``hamamatsu-ndpi``, ``ome-tiff``, ``tiff``, ``png`` or ``jpeg``.
+        ``aperio-svs``, ``hamamatsu-ndpi``, ``ome-tiff``, ``tiff``, ``png`` or ``jpeg``
+        (tifffile back-end); ``mirax-mrxs``, ``leica-scn``, ``ventana-bif``,
+        ``philips-tiff``, ``dicom`` ... (OpenSlide and wsidicom back-ends).
     vendor : str or None
     mpp : float or None
         Level-0 micrometres per pixel; ``None`` when the file has none and
@@ -102,6 +122,10 @@ class Slide:
         How the file stores its pixels (``RGB 8-bit``, ``RGBA 8-bit``, ``grayscale 16-bit`` ...).
         Levels always read as 8-bit RGB: :func:`open_slide` converts the other
         layouts it can (with a :class:`SlideWarning`) and refuses the rest.
+    backend : str
+        What reads the pixels: ``tifffile``, ``openslide`` or ``wsidicom`` (see :data:`BACKENDS`).
+    source : str
+        The path or URL the slide was opened from, as given.
     """
 
     path: Path
@@ -118,6 +142,8 @@ class Slide:
     _closers: tuple[Callable[[], Any], ...] = field(default=(), repr=False, kw_only=True)
     _cache: TileCache | None = field(default=None, repr=False, kw_only=True)
     pixel_layout: str = field(default="RGB 8-bit", kw_only=True)
+    backend: str = field(default="tifffile", kw_only=True)
+    source: str = field(default="", kw_only=True)
     _token: str = field(default_factory=lambda: uuid.uuid4().hex, repr=False, init=False)
     _lazy: _LazyLevels = field(default_factory=_LazyLevels, repr=False, init=False)
 
@@ -126,6 +152,8 @@ class Slide:
         object.__setattr__(self, "level_info", tuple(self.level_info))
         object.__setattr__(self, "_readers", tuple(self._readers))
         object.__setattr__(self, "_closers", tuple(self._closers))
+        if not self.source:
+            object.__setattr__(self, "source", str(self.path))
         if len(self.level_info) != len(self._readers) or not self._readers:
             raise ValueError(
                 f"a slide needs one reader per level, got {len(self._readers)} readers "
@@ -291,7 +319,8 @@ class Slide:
     def info(self) -> dict[str, Any]:
         """A JSON-ready description (what ``histo info --json`` prints)."""
         return {
-            "path": str(self.path),
+            "path": self.source,
+            "backend": self.backend,
             "format": self.format,
             "vendor": self.vendor,
             "dimensions_rc": list(self.dimensions),
@@ -319,29 +348,175 @@ class Slide:
         self.close()
 
 
+@dataclass(frozen=True)
+class _Request:
+    """What ``open_slide`` was asked to open: a local path or a URL, and how to read it."""
+
+    source: str  # the path or URL as given
+    path: Path  # the local path; for a URL, a path of its file name only (for messages and names)
+    url: str | None
+    cache: TileCache
+    cache_bytes: int
+    on_error: OnError
+
+
+@dataclass(frozen=True)
+class _Backend:
+    """How one back-end opens a slide, and which slides it takes when the back-end is picked automatically."""
+
+    open: Callable[[_Request], SlideParts]
+    claims: Callable[[_Request], bool]
+
+
+def _open_builtin(req: _Request) -> SlideParts:
+    """tifffile for the TIFF family (local, or remote through fsspec), imagecodecs for PNG/JPEG."""
+    if req.url is not None:
+        return _open_remote_tiff(req)
+    kind = sniff_format(req.path)
+    if kind == "tiff":
+        return open_tiff(req.path, req.cache, req.on_error)
+    return _open_plain_image(req.path, kind)
+
+
+def _open_remote_tiff(req: _Request) -> SlideParts:
+    from napari_histo.io._remote import RemoteFile
+
+    assert req.url is not None
+    remote = RemoteFile(req.url)
+    try:
+        head = remote.pread(16, 0)
+        if not any(head.startswith(magic) for magic, kind in _MAGIC.items() if kind == "tiff"):
+            raise UnsupportedFormatError(
+                f"{req.url}: not a TIFF file (it starts with {head[:8]!r}). Slides are read from URLs in the "
+                "TIFF family (SVS, NDPI, OME-TIFF, pyramidal TIFF); download other files and open the local "
+                "copy, or give a DICOMweb series URL (.../studies/<UID>/series/<UID>)."
+            )
+        return open_tiff(req.path, req.cache, req.on_error, remote=remote)
+    except BaseException:
+        remote.close()
+        raise
+
+
+def _open_openslide(req: _Request) -> SlideParts:
+    from napari_histo.io._openslide_parts import open_openslide
+
+    if req.url is not None:
+        raise InvalidParameterError(
+            f"{req.url}: the OpenSlide back-end reads local files only. Download the slide, or read the URL "
+            "with the tifffile back-end (TIFF family) or wsidicom (DICOMweb)."
+        )
+    check_slide_file(req.path)
+    return open_openslide(req.path, req.cache_bytes)
+
+
+def _open_wsidicom(req: _Request) -> SlideParts:
+    from napari_histo.io._dicom_parts import open_dicom_folder, open_dicomweb
+
+    if req.url is not None:
+        return open_dicomweb(req.url)
+    folder = req.path
+    if not folder.is_dir():  # a .dcm file: its folder holds the slide's other instances
+        check_slide_file(folder)
+        folder = folder.parent
+    return open_dicom_folder(folder)
+
+
+def _open_omezarr(req: _Request) -> SlideParts:
+    from napari_histo.io._omezarr_parts import open_omezarr_parts
+
+    if req.url is not None:
+        raise InvalidParameterError(
+            f"{req.url}: OME-Zarr slides are read from local folders; copy the .ome.zarr folder here."
+        )
+    return open_omezarr_parts(req.path, req.cache, req.on_error)
+
+
+def _claims_omezarr(req: _Request) -> bool:
+    from napari_histo.io._omezarr_parts import is_omezarr
+
+    return req.url is None and is_omezarr(req.path)
+
+
+def _claims_openslide(req: _Request) -> bool:
+    if req.url is not None:
+        return False
+    name = req.path.name.lower()
+    if name.endswith(OPENSLIDE_EXTENSIONS):
+        return True
+    # Philips TIFF is a TIFF that tifffile reads without its sparse-tile layout; OpenSlide reads it right
+    return name.endswith((".tif", ".tiff")) and _is_philips_tiff(req.path)
+
+
+def _claims_wsidicom(req: _Request) -> bool:
+    from napari_histo.io._dicom_parts import is_dicom_folder
+
+    if req.url is not None:
+        return "/dicomweb" in req.url.lower() or bool(
+            re.search(r"/studies/[0-9.]+/series/[0-9.]+/?$", req.url)
+        )
+    if req.path.suffix.lower() == ".dcm":  # one file of a DICOM slide: wsidicom reads its folder
+        return importlib.util.find_spec("wsidicom") is not None
+    return is_dicom_folder(req.path)
+
+
+#: The dispatch point: each back-end's opener and the slides it claims when ``backend="auto"``,
+#: tried in this order (the first that claims a slide opens it; ``tifffile`` takes the rest).
+#: Another back-end is one more line here.
+_BACKENDS: dict[str, _Backend] = {
+    "omezarr": _Backend(_open_omezarr, claims=_claims_omezarr),
+    "wsidicom": _Backend(_open_wsidicom, claims=_claims_wsidicom),
+    "openslide": _Backend(_open_openslide, claims=_claims_openslide),
+    "tifffile": _Backend(_open_builtin, claims=lambda req: True),
+}
+
+#: Back-ends ``open_slide`` reads with (``backend=``, ``--backend``); ``auto`` picks one by content.
+BACKENDS = ("auto", *sorted(_BACKENDS))
+
+
 def open_slide(
     path: str | os.PathLike[str],
     mpp: float | None = None,
     *,
     on_error: OnError = "raise",
     cache_bytes: int = 32 * 2**20,
+    backend: str = "auto",
+    color: str = "raw",
 ) -> Slide:
     """Open a whole-slide image lazily.
 
     Parameters
     ----------
-    path : path-like
+    path : path-like or str
         An Aperio SVS (JPEG or JPEG 2000), Hamamatsu NDPI, OME-TIFF, generic
-        pyramidal or single-level TIFF, or a PNG/JPEG image.
+        pyramidal or single-level TIFF, or a PNG/JPEG image; with the
+        ``openslide`` extra also MRXS, SCN, BIF, Philips TIFF, VMS/VMU,
+        SVSlide, Trestle and DICOM files; with the ``dicom`` extra a folder of
+        DICOM files or a DICOMweb series URL
+        (``https://HOST/.../studies/<UID>/series/<UID>``).  An ``http(s)://``
+        (``s3://``, ``gs://`` with s3fs/gcsfs) URL of a TIFF-family file is read
+        in blocks through fsspec, never downloaded whole (``remote`` extra).
     mpp : float, optional
         Level-0 µm/px to use instead of (or in the absence of) the file's.
     on_error : {"raise", "fill"}
         For tiles that fail to decode later: raise ``CorruptTileError``, or warn
-        and show them as background.
+        and show them as background (tifffile back-end).
     cache_bytes : int
         Budget of the decoded-tile cache shared by the slide's levels: 32 MiB,
         OpenSlide's default, serves neighbouring reads; inference raises it to two
         tile rows of the level it reads (:meth:`Slide.reserve_tile_rows`).
+    color : {"raw", "srgb"}
+        ``raw`` (default): the pixels as stored.  ``srgb``: converted to sRGB
+        through the file's embedded ICC profile (TIFF tag 34675; SVS files
+        often carry one), so colours match across scanners.  Either way
+        ``Slide.properties`` says which is shown (``color``, ``icc_profile``,
+        ``color_note``).
+    backend : {"auto", "tifffile", "omezarr", "openslide", "wsidicom"}
+        What reads the slide.  ``auto``: omezarr for OME-Zarr (NGFF) folders, wsidicom for DICOM folders and
+        DICOMweb URLs, OpenSlide for the vendor formats only it reads (by file
+        name ending: .mrxs .scn .bif .vms .vmu .svslide .dcm, and Philips TIFF
+        by content; a single .dcm file goes to wsidicom, which reads its folder,
+        when wsidicom is installed), tifffile for the rest, and OpenSlide again
+        when tifffile refuses a file that OpenSlide recognises.
 
     Warns
     -----
@@ -354,19 +529,25 @@ def open_slide(
     Raises
     ------
     SlideNotFoundError, FileAccessError, UnsupportedFormatError, UnsupportedCompressionError,
-    CorruptSlideError, MemoryBudgetError (when pixels are read)
+    CorruptSlideError, MissingDependencyError (a back-end's extra is not installed),
+    InvalidParameterError, MemoryBudgetError (when pixels are read)
     """
-    path = Path(path)
     if mpp is not None and not (math.isfinite(mpp) and mpp > 0):
         raise InvalidParameterError(
             f"mpp must be a positive number of micrometres per pixel (e.g. 0.25 for a 40x scan), got {mpp!r}"
         )
-    check_slide_file(path)
-    kind = sniff_format(path)
-    cache = TileCache(cache_bytes)
-    parts = open_tiff(path, cache, on_error) if kind == "tiff" else _open_plain_image(path, kind)
+    name = str(backend).strip().lower()
+    if name not in BACKENDS:
+        raise InvalidParameterError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    req = _request(path, TileCache(cache_bytes), cache_bytes, on_error)
+    if name == "auto":
+        name = next(key for key, entry in _BACKENDS.items() if entry.claims(req))
+        parts, name = _open_auto(req, name)
+    else:
+        parts = _BACKENDS[name].open(req)
     try:
-        slide = _build_slide(path, parts, cache, mpp)
+        parts = _with_color(parts, req, color)
+        slide = _build_slide(req.path, parts, req.cache, mpp, backend=name, source=req.source)
     except BaseException:
         if parts.close is not None:
             parts.close()
@@ -374,6 +555,104 @@ def open_slide(
     for category, message in parts.notes:
         warnings.warn(message, category, stacklevel=2)
     return slide
+
+
+def _with_color(parts: SlideParts, req: _Request, color: str) -> SlideParts:
+    """The parts showing raw pixels or sRGB through the file's ICC profile (local TIFF files carry one)."""
+    from napari_histo.io._icc import apply_color, icc_profile_of
+
+    profile = None
+    if req.url is None and req.path.is_file() and parts.format not in ("png", "jpeg"):
+        try:  # TIFF-family files carry the profile in tag 34675; other files give None
+            profile = icc_profile_of(req.path)
+        except (OSError, ValueError, KeyError, IndexError):  # a damaged header read around: no profile
+            profile = None
+    return apply_color(parts, profile, color)
+
+
+def _request(path: str | os.PathLike[str], cache: TileCache, cache_bytes: int, on_error: OnError) -> _Request:
+    from napari_histo.io._remote import is_url, url_name
+
+    if is_url(path):
+        url = str(path)
+        return _Request(url, Path(url_name(url)), url, cache, cache_bytes, on_error)
+    local = Path(path)
+    from napari_histo.io._dicom_parts import is_dicom_folder
+    from napari_histo.io._omezarr_parts import is_omezarr
+
+    if not (is_dicom_folder(local) or is_omezarr(local)):  # slides stored as folders
+        check_slide_file(local)
+    return _Request(str(local), local, None, cache, cache_bytes, on_error)
+
+
+def _open_auto(req: _Request, name: str) -> tuple[SlideParts, str]:
+    """Open with back-end ``name``; a file the built-in reader refuses goes to OpenSlide if it knows it."""
+    try:
+        return _BACKENDS[name].open(req), name
+    except (UnsupportedFormatError, UnsupportedCompressionError) as refused:
+        if name != "tifffile" or req.url is not None or not _openslide_may_read(req.path):
+            raise
+        try:
+            parts = _BACKENDS["openslide"].open(req)
+        except HistoError:  # OpenSlide knows the format but not this file either: the first reason stands
+            raise refused from None
+        try:  # OpenSlide opens some TIFFs it cannot decode: read one pixel of the smallest level now
+            parts.readers[-1].read_window(0, 0, 1, 1)
+        except HistoError:
+            if parts.close is not None:
+                parts.close()
+            raise refused from None
+        return parts, "openslide"
+
+
+def _openslide_may_read(path: Path) -> bool:
+    """Whether a file the built-in reader refused should go to OpenSlide.
+
+    Vendor files OpenSlide recognises do; a generic TIFF only when its pixels
+    are 8-bit gray, RGB or YCbCr (e.g. stored as separate colour planes):
+    float, CMYK or 2-channel pixels keep the built-in reader's refusal and its fix,
+    as OpenSlide would fail on them or show them wrong.
+    """
+    from napari_histo.io._openslide_parts import openslide_vendor
+
+    vendor = openslide_vendor(path)
+    if vendor is None:
+        return False
+    if vendor != "generic-tiff":
+        return True
+    import tifffile
+
+    from napari_histo.io._tiff_pyramid import _TIFFFILE_LOG
+
+    with _TIFFFILE_LOG.capture(), np.errstate(all="ignore"):
+        try:
+            with tifffile.TiffFile(path) as tif:
+                page = tif.pages.first
+                photometric = getattr(page.photometric, "name", str(page.photometric)).lower()
+                return (
+                    int(page.bitspersample) == 8
+                    and int(page.samplesperpixel) in (1, 3)
+                    and photometric in ("minisblack", "rgb", "ycbcr")
+                )
+        except Exception:  # noqa: BLE001 - unreadable: the built-in reader's refusal stands
+            return False
+
+
+def _is_philips_tiff(path: Path) -> bool:
+    """Whether ``path`` is a Philips TIFF (an XML ImageDescription from Philips' DPUfsImport)."""
+    if importlib.util.find_spec("openslide") is None:  # without OpenSlide the built-in reader tries it
+        return False
+    import tifffile
+
+    from napari_histo.io._tiff_pyramid import _TIFFFILE_LOG
+
+    # tifffile's log lines about a damaged file are the built-in reader's to report, once
+    with _TIFFFILE_LOG.capture(), np.errstate(all="ignore"):
+        try:
+            with tifffile.TiffFile(path) as tif:
+                return bool(tif.pages.first.is_philips)
+        except Exception:  # noqa: BLE001 - not a TIFF, or a damaged one: the built-in reader says why
+            return False
 
 
 def check_slide_file(path: Path) -> None:
@@ -397,8 +676,10 @@ def check_slide_file(path: Path) -> None:
         raise _os_error(path, exc) from exc
     if stat.S_ISDIR(info.st_mode):
         raise SlideNotFoundError(
-            f"{path}: is a directory, not a slide file. Pass the slide file itself (MRXS or DICOM folders: "
-            "convert them to OME-TIFF with bfconvert first)."
+            f"{path}: is a directory, not a slide file (nor a folder of DICOM files). Pass the slide file "
+            "itself; for MIRAX pass the .mrxs file beside this folder (read through OpenSlide: pip install "
+            "'napari-histo[openslide]'); a DICOM slide's folder must hold its .dcm files (read through "
+            "wsidicom: pip install 'napari-histo[dicom]')."
         )
     if not stat.S_ISREG(info.st_mode):
         what = (
@@ -440,7 +721,15 @@ def _os_error(path: Path, exc: OSError) -> Exception:
     )
 
 
-def _build_slide(path: Path, parts: SlideParts, cache: TileCache, mpp: float | None) -> Slide:
+def _build_slide(
+    path: Path,
+    parts: SlideParts,
+    cache: TileCache,
+    mpp: float | None,
+    *,
+    backend: str = "tifffile",
+    source: str = "",
+) -> Slide:
     """The one place a :class:`Slide` is constructed: computed levels and µm/px decided first."""
     level_info, readers = _with_lazy_levels(parts.level_info, parts.readers)
     calibration = parts.calibration
@@ -461,6 +750,8 @@ def _build_slide(path: Path, parts: SlideParts, cache: TileCache, mpp: float | N
         _closers=() if parts.close is None else (parts.close,),
         _cache=cache,
         pixel_layout=parts.pixel_layout,
+        backend=backend,
+        source=source,
     )
 
 
@@ -487,9 +778,11 @@ def sniff_format(path: Path) -> str:
         if head.startswith(magic):
             return kind
     raise UnsupportedFormatError(
-        f"{path}: not a TIFF, PNG or JPEG file (it starts with {head[:8]!r}). napari-histo reads "
-        "Aperio SVS, Hamamatsu NDPI, OME-TIFF and pyramidal TIFF slides; convert other formats "
-        "(e.g. MRXS, CZI) to pyramidal OME-TIFF with `bfconvert` or `vips tiffsave --tile --pyramid`."
+        f"{path}: not a TIFF, PNG or JPEG file (it starts with {head[:8]!r}), and not a format OpenSlide "
+        "reads. napari-histo reads Aperio SVS, Hamamatsu NDPI, OME-TIFF and pyramidal TIFF slides, and "
+        "through OpenSlide (pip install 'napari-histo[openslide]') MRXS, SCN, BIF, Philips TIFF, VMS and "
+        "DICOM; convert other formats (e.g. CZI) to pyramidal OME-TIFF with `bfconvert` or "
+        "`vips tiffsave --tile --pyramid`."
     )
 
 

@@ -354,6 +354,8 @@ def _predict(
         options.get("stain"),
         None if stain_ref is None else Path(stain_ref),
         overwrite,
+        ome_zarr=bool(options.get("ome_zarr")),
+        backend=str(options.get("backend") or "auto"),
     )
     summary = yield from run_slide_job(job, _model({**options, "device": device}))
     return ("skipped" if summary.get("skipped") else "done"), int(summary.get("n_tiles", 0))

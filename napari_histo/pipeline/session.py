@@ -92,11 +92,13 @@ def open_session(
     mpp: float | None = None,
     *,
     on_error: Literal["raise", "fill"] = "fill",
+    backend: str = "auto",
 ) -> SlideSession:
     """Open ``path`` once for slide-level work; ``mpp`` overrides (or supplies) the file's µm/px.
 
     ``on_error="fill"`` paints an undecodable tile as background with a warning,
-    so one damaged tile does not stop a whole-slide job.
+    so one damaged tile does not stop a whole-slide job.  ``backend`` picks
+    what reads the slide (see :func:`~napari_histo.io.open_slide`).
     """
     user_mpp = None if mpp is None else check_mpp(mpp)
-    return SlideSession(open_slide(path, on_error=on_error), user_mpp)
+    return SlideSession(open_slide(path, on_error=on_error, backend=backend), user_mpp)

@@ -32,6 +32,7 @@ from napari_histo.io.files import (
     write_png,
     write_settings,
 )
+from napari_histo.io.ome_zarr import NgffVersion, ome_zarr_from_mask_store, ome_zarr_from_prediction_store
 from napari_histo.models.engine import InferenceConfig, InferenceProgress, TilePredictions
 from napari_histo.models.segmentation import SegmentationResult
 from napari_histo.models.spec import SPEC_FILE, WEIGHTS_FILE, Task
@@ -51,6 +52,7 @@ __all__ = [
     "prediction_overview",
     "run_slide_job",
     "summarize",
+    "write_ome_zarr_output",
 ]
 
 
@@ -66,17 +68,21 @@ class SlideJob:
     stain_method: str | None = None
     stain_reference: Path | None = None
     overwrite: bool = False  # outputs made with other settings: replace them instead of refusing
+    ome_zarr: bool = False  # also write NAME.ome.zarr (OME-NGFF) beside the zarr store
+    backend: str = "auto"  # what reads the slide (open_slide's backend=)
 
 
 def outputs_for(slide_path: Path, out_dir: Path) -> dict[str, Path]:
     """The files a job writes for ``slide_path`` (``settings``: what made the others).
 
     A classifier writes ``zarr`` and ``geojson``; a segmentation model writes ``mask`` instead.
+    ``ome_zarr`` (OME-NGFF) is written on request (``SlideJob.ome_zarr``, ``histo predict --ome-zarr``).
     """
     stem = slide_path.name.split(".")[0]
     return {
         "zarr": out_dir / f"{stem}.zarr",
         "mask": out_dir / f"{stem}.mask.zarr",  # a segmentation model's stitched class map
+        "ome_zarr": out_dir / f"{stem}.ome.zarr",  # the maps as OME-NGFF, on request
         "geojson": out_dir / f"{stem}.geojson",
         "summary": out_dir / f"{stem}.summary.json",
         "overlay": out_dir / f"{stem}.overlay.png",
@@ -94,6 +100,10 @@ def run_slide_job(job: SlideJob, model: ModelHandle) -> Generator[InferenceProgr
     outputs = outputs_for(job.slide_path, job.out_dir)
     settings = job_settings(job, model)
     if check_earlier_outputs(job, model, settings):
+        if job.ome_zarr:  # asked for now, after a run without it: made from the finished store
+            write_ome_zarr_output(
+                job.slide_path, job.out_dir, model.spec.class_names, model.spec.class_colors
+            )
         return {**json.loads(outputs["summary"].read_text()), "skipped": True}
     if model.spec.task is Task.SEGMENTATION and job.stain_method is not None:
         raise InvalidParameterError("--stain is not supported with a segmentation model yet; leave it out")
@@ -102,7 +112,7 @@ def run_slide_job(job: SlideJob, model: ModelHandle) -> Generator[InferenceProgr
     write_settings(outputs["settings"], settings)
     if model.spec.task is Task.SEGMENTATION:
         return (yield from _run_segmentation_job(job, model, outputs))
-    with open_session(job.slide_path, job.slide_mpp) as session:
+    with open_session(job.slide_path, job.slide_mpp, backend=job.backend) as session:
         warn_if_not_brightfield(session)  # before the tissue grid: a fluorescence slide has no "tissue"
         grid, fractions = model_tissue_grid(session, model, job.min_tissue)
         result = yield from predict_grid(session, model, grid, config=job.config,
@@ -114,6 +124,8 @@ def run_slide_job(job: SlideJob, model: ModelHandle) -> Generator[InferenceProgr
             add_legend(prediction_overview(session, result), spec.class_names, spec.class_colors),
         )
     summary = summarize(result, job, fractions)
+    if job.ome_zarr:
+        write_ome_zarr_output(job.slide_path, job.out_dir, spec.class_names, spec.class_colors)
     write_bytes_atomic(outputs["summary"], json.dumps(summary, indent=2).encode())
     return summary
 
@@ -122,7 +134,7 @@ def _run_segmentation_job(
     job: SlideJob, model: ModelHandle, outputs: dict[str, Path]
 ) -> Generator[InferenceProgress, None, dict[str, Any]]:
     """Stitched segmentation: ``mask`` (labels and confidence at the model's µm/px), overlay, summary."""
-    with open_session(job.slide_path, job.slide_mpp) as session:
+    with open_session(job.slide_path, job.slide_mpp, backend=job.backend) as session:
         work = segment_slide(session, model, outputs["mask"], min_tissue=job.min_tissue, config=job.config)
         result, grid, fractions = yield from work
         spec = model.spec
@@ -131,8 +143,39 @@ def _run_segmentation_job(
     summary = summarize_segmentation(
         result, job, grid, fractions, spec.class_names, spec.name or spec.architecture
     )
+    if job.ome_zarr:
+        write_ome_zarr_output(job.slide_path, job.out_dir, spec.class_names, spec.class_colors)
     write_bytes_atomic(outputs["summary"], json.dumps(summary, indent=2).encode())
     return summary
+
+
+def write_ome_zarr_output(
+    slide_path: Path,
+    out_dir: Path,
+    class_names: Sequence[str],
+    class_colors: Sequence[Any],
+    version: NgffVersion = "0.4",
+) -> Path | None:
+    """Write ``NAME.ome.zarr`` from the finished ``NAME.zarr`` (or ``NAME.mask.zarr``) store.
+
+    Idempotent: an ``.ome.zarr`` newer than its store is kept.  Returns its path,
+    or ``None`` when no finished store exists.  See :mod:`napari_histo.io.ome_zarr`
+    for the layout (classifiers: class probabilities + top class as labels;
+    segmentation: confidence + labels, at the model's µm/px).
+    """
+    outputs = outputs_for(slide_path, out_dir)
+    dest = outputs["ome_zarr"]
+    stores = [outputs[k] for k in ("zarr", "mask") if outputs[k].is_dir()]
+    if not stores:
+        return None
+    store = max(stores, key=lambda p: p.stat().st_mtime)  # the latest run's, should both be there
+    if dest.is_dir() and dest.stat().st_mtime >= store.stat().st_mtime:
+        return dest
+    colors = [tuple(c) for c in class_colors]
+    if store == outputs["zarr"]:
+        return ome_zarr_from_prediction_store(store, dest, class_colors=colors, version=version)
+    return ome_zarr_from_mask_store(store, dest, class_names=list(class_names), class_colors=colors,
+                                    version=version)  # fmt: skip
 
 
 def summarize_segmentation(
@@ -203,7 +246,7 @@ def segmentation_overview(
 _SETTING_NAMES = {
     "model": "--model", "model_files": "model files (model.json, weights)", "min_tissue": "--min-tissue",
     "slide_mpp": "--slide-mpp", "slide_bytes": "slide file size", "stain": "--stain",
-    "stain_reference": "--stain-ref (file content)",
+    "stain_reference": "--stain-ref (file content)", "backend": "--backend",
 }  # fmt: skip
 
 
@@ -223,6 +266,7 @@ def job_settings(job: SlideJob, model: ModelHandle) -> dict[str, Any]:
         "slide_mpp": job.slide_mpp,
         "stain": job.stain_method,
         "stain_reference": None if job.stain_reference is None else file_digest(job.stain_reference),
+        "backend": job.backend,  # as asked (auto, or forced); records without it compare on the rest
     }
 
 
@@ -257,6 +301,7 @@ def check_earlier_outputs(job: SlideJob, model: ModelHandle, settings: dict[str,
             outputs[key].unlink(missing_ok=True)
         shutil.rmtree(outputs["zarr"], ignore_errors=True)
         shutil.rmtree(outputs["mask"], ignore_errors=True)
+        shutil.rmtree(outputs["ome_zarr"], ignore_errors=True)
         warnings.warn(
             f"--overwrite: replacing the outputs of {name} in {job.out_dir}, made with other settings "
             f"({changed})",

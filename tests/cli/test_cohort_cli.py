@@ -86,3 +86,31 @@ def test_bad_arguments_are_one_line(cohort, tmp_path, capsys, monkeypatch, args,
     assert exit_info.value.code == code
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_serial_predict_writes_ome_zarr_per_slide(tmp_path):
+    """``histo cohort predict --ome-zarr``: each slide's maps also as OME-NGFF (read by ome-zarr)."""
+    pytest.importorskip("torch")
+    ome_io = pytest.importorskip("ome_zarr.io")
+    from ome_zarr.reader import Reader
+
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    (folder / "a.svs").write_bytes(shared_file("wsi", "CMU-1-Small-Region.svs").read_bytes())
+    out = tmp_path / "out"
+    args = ["cohort", "predict", str(folder), "--model", "pcam-mobilenetv2", "--out", str(out), "--serial",
+            "--device", "cpu", "--ome-zarr"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    store = out / "a.ome.zarr"
+    assert (out / "a.zarr").is_dir() and store.is_dir()
+    nodes = list(Reader(ome_io.parse_url(str(store)))())
+    image = nodes[0].metadata
+    assert [a["name"] for a in image["axes"]] == ["c", "y", "x"] and image["channel_names"] == [
+        "normal",
+        "tumour",
+    ]
+    assert image["coordinateTransformations"][0][0]["scale"][1:] == [96.0, 96.0]  # one pixel per tile, in µm
+    labels = next(n for n in nodes if n.metadata.get("name") == "classes")
+    assert set(labels.metadata["color"]) == {1, 2}  # class index + 1, 0 = not predicted
+    assert labels.data[0].shape == nodes[0].data[0].shape[1:]

@@ -1,0 +1,128 @@
+"""The wsidicom back-end: a real SVS made DICOM by wsidicomizer, read back and compared with the source.
+
+CMU-1-Small-Region.svs is converted in the test (about 2 s) through wsidicomizer's
+OpenSlide source with lossless JPEG (Process 14) frames, so the DICOM holds
+exactly the pixels the source decodes to: level 0 must equal the tifffile
+back-end's read of the SVS pixel for pixel.  wsidicomizer adds the coarser
+levels it computes itself (``add_missing_levels``); those are checked for
+shape and against a mean of the source, not for identity.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import shared_file
+
+from napari_histo.cli.main import cli
+from napari_histo.errors import InvalidParameterError, MissingDependencyError
+from napari_histo.io import open_slide
+
+pytest.importorskip("openslide", reason="the DICOM test slide is made through OpenSlide")
+pytest.importorskip("wsidicomizer", reason="wsidicomizer (in the test extra) makes the DICOM test slide")
+
+
+@pytest.fixture(scope="module")
+def dicom_folder(tmp_path_factory):
+    source = shared_file("wsi", "CMU-1-Small-Region.svs")
+    out = tmp_path_factory.mktemp("dicom") / "CMU-1-Small-Region"
+    out.mkdir()
+    with warnings.catch_warnings():  # wsidicomizer and pydicom deprecations, not ours
+        warnings.simplefilter("ignore")
+        from wsidicom.codec.settings import JpegLosslessSettings
+        from wsidicomizer import WsiDicomizer
+        from wsidicomizer.wsidicomizer import SourceIdentifier
+
+        WsiDicomizer.convert(
+            source,
+            out,
+            tile_size=240,
+            workers=1,
+            add_missing_levels=True,
+            preferred_source=SourceIdentifier.OPENSLIDE,
+            encoding=JpegLosslessSettings(),
+        )
+    return out
+
+
+def test_dicom_folder_reads_back_the_source_pixels(dicom_folder):
+    source = shared_file("wsi", "CMU-1-Small-Region.svs")
+    rng = np.random.default_rng(14)
+    with open_slide(source) as ref, open_slide(dicom_folder) as dcm:
+        assert dcm.backend == "wsidicom" and dcm.format == "dicom"
+        assert dcm.dimensions == ref.dimensions
+        assert dcm.mpp == pytest.approx(ref.mpp)
+        assert dcm.level_info[0].tile_shape == (240, 240)
+        rows, cols = ref.dimensions
+        for _ in range(100):
+            h, w = (int(n) for n in rng.integers(1, 161, 2))
+            r, c = int(rng.integers(0, rows - h + 1)), int(rng.integers(0, cols - w + 1))
+            np.testing.assert_array_equal(
+                dcm.read_region((r, c), 0, (h, w)), ref.read_region((r, c), 0, (h, w))
+            )
+        # the whole level through the lazy array napari shows
+        np.testing.assert_array_equal(np.asarray(dcm.levels[0]), np.asarray(ref.levels[0]))
+        # the coarser levels wsidicomizer computed: halves of level 0, close to a 2x2 mean of it
+        assert dcm.level_count >= 3
+        for level in range(1, dcm.level_count):
+            info = dcm.level_info[level]
+            assert info.shape[0] in (rows // 2**level, math.ceil(rows / 2**level))
+            assert info.downsample == pytest.approx(2**level, rel=0.01)
+        small = dcm.read_region((0, 0), 1, (200, 200)).astype(float)
+        mean = ref.read_region((0, 0), 0, (400, 400)).reshape(200, 2, 200, 2, 3).mean(axis=(1, 3))
+        assert np.abs(small - mean).mean() < 3
+        # label and overview (macro) images come through with the source's sizes
+        assert set(dcm.associated_names) >= {"label", "macro"}
+        for name in ("label", "macro"):
+            assert dcm.associated_image(name).shape[:2] == ref.associated_image(name).shape[:2]
+            assert dcm.info()["associated_images"][name] == list(dcm.associated_image(name).shape)
+
+
+def test_one_dcm_file_opens_its_folder_and_backend_can_be_forced(dicom_folder):
+    one = sorted(dicom_folder.glob("*.dcm"))[0]
+    with open_slide(one) as slide, open_slide(dicom_folder, backend="wsidicom") as forced:
+        assert slide.backend == forced.backend == "wsidicom"
+        assert slide.dimensions == forced.dimensions
+        assert slide.source == str(one) and slide.info()["path"] == str(one)
+
+
+def test_histo_info_on_a_dicom_folder(dicom_folder):
+    result = CliRunner().invoke(cli, ["info", str(dicom_folder)])
+    assert result.exit_code == 0, result.output
+    assert "dicom (read by wsidicom)" in result.output and "2,220 x 2,967" in result.output
+
+
+def test_an_empty_folder_is_still_not_a_slide(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"is a directory.*napari-histo\[dicom\]"):
+        open_slide(tmp_path)
+
+
+def test_dicomweb_urls_must_name_a_series():
+    with pytest.raises(InvalidParameterError, match="studies/<StudyInstanceUID>/series"):
+        open_slide("https://127.0.0.1:9/dicomweb/studies", backend="wsidicom")
+
+
+def test_dicom_without_wsidicom_names_the_extra(dicom_folder, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "wsidicom", None)
+    with pytest.raises(MissingDependencyError, match=r"napari-histo\[dicom\]"):
+        open_slide(dicom_folder)
+
+
+def test_napari_reader_reads_a_dicom_folder(dicom_folder):
+    pytest.importorskip("napari")
+    from napari_histo._napari.reader import get_slide_reader
+
+    reader = get_slide_reader(str(dicom_folder))
+    assert reader is not None
+    [(data, kwargs, kind)] = reader(str(dicom_folder))
+    assert kind == "image" and kwargs["multiscale"] and len(data) >= 3
+    assert kwargs["scale"] == (pytest.approx(0.499), pytest.approx(0.499))
+    assert kwargs["metadata"]["napari_histo"]["info"]["backend"] == "wsidicom"
+    with open_slide(shared_file("wsi", "CMU-1-Small-Region.svs")) as ref:
+        np.testing.assert_array_equal(np.asarray(data[0][:256, :256]), ref.read_region((0, 0), 0, (256, 256)))
