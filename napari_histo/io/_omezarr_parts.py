@@ -36,7 +36,7 @@ from napari_histo.io._tile_reader import (
     SlideDamageWarning,
     SlideWarning,
     TileCache,
-    _decode_pool,
+    TiledLevel,
     one_line,
 )
 
@@ -133,7 +133,7 @@ def open_omezarr_parts(
     )  # fmt: skip
 
 
-class OmeZarrLevel(LevelReader):
+class OmeZarrLevel(TiledLevel):
     """One dataset of an NGFF multiscale as (rows, cols, 3) uint8, decoded chunk by chunk into the cache."""
 
     def __init__(
@@ -167,29 +167,6 @@ class OmeZarrLevel(LevelReader):
     @property
     def filled_tiles(self) -> int:
         return len(self._filled)
-
-    def read_window(self, r0: int, c0: int, r1: int, c1: int) -> np.ndarray:
-        rows, cols = self.shape[:2]
-        r0, c0, r1, c1 = max(0, r0), max(0, c0), min(rows, r1), min(cols, c1)
-        out = self._window(r0, c0, r1, c1, f"{self._path} level {self._key[-1]}")
-        if out.size == 0:
-            return out
-        th, tw = self.chunk_shape
-        tiles = [
-            (ty, tx)
-            for ty in range(r0 // th, (r1 - 1) // th + 1)
-            for tx in range(c0 // tw, (c1 - 1) // tw + 1)
-        ]
-        if len(tiles) == 1:
-            decoded = [self._tile(*tiles[0])]
-        else:
-            decoded = list(_decode_pool().map(lambda t: self._tile(*t), tiles))
-        for (ty, tx), tile in zip(tiles, decoded):
-            y0, x0 = ty * th, tx * tw
-            ys, xs = max(r0, y0), max(c0, x0)
-            ye, xe = min(r1, y0 + tile.shape[0]), min(c1, x0 + tile.shape[1])
-            out[ys - r0 : ye - r0, xs - c0 : xe - c0] = tile[ys - y0 : ye - y0, xs - x0 : xe - x0]
-        return out
 
     def _tile(self, ty: int, tx: int) -> np.ndarray:
         cache_key = (self._key, ty, tx)

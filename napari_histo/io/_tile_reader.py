@@ -186,7 +186,46 @@ def _as_range(index: Any, size: int) -> tuple[int, int, int]:
     raise IndexError(f"unsupported index {index!r}; use integers or slices")
 
 
-class TiffLevelReader(LevelReader):
+class TiledLevel(LevelReader):
+    """A level stored as a grid of ``chunk_shape`` tiles: a window is pasted from the tiles it touches.
+
+    Subclasses give ``_tile(ty, tx)`` (decoded, cached) and set ``_path`` and ``_key`` (for messages);
+    several tiles are decoded in parallel on a shared thread pool.
+    """
+
+    chunk_shape: tuple[int, int]
+    _path: Any
+    _key: tuple[Any, ...]
+
+    def _tile(self, ty: int, tx: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def read_window(self, r0: int, c0: int, r1: int, c1: int) -> np.ndarray:
+        rows, cols = self.shape[0], self.shape[1]
+        r0, c0 = max(0, r0), max(0, c0)
+        r1, c1 = min(rows, r1), min(cols, c1)
+        out = self._window(r0, c0, r1, c1, f"{self._path} level {self._key[-1]}")
+        if out.size == 0:
+            return out
+        th, tw = self.chunk_shape
+        tiles = [
+            (ty, tx)
+            for ty in range(r0 // th, (r1 - 1) // th + 1)
+            for tx in range(c0 // tw, (c1 - 1) // tw + 1)
+        ]
+        if len(tiles) == 1:
+            decoded = [self._tile(*tiles[0])]
+        else:
+            decoded = list(_decode_pool().map(lambda t: self._tile(*t), tiles))
+        for (ty, tx), tile in zip(tiles, decoded):
+            y0, x0 = ty * th, tx * tw
+            ys, xs = max(r0, y0), max(c0, x0)
+            ye, xe = min(r1, y0 + tile.shape[0]), min(c1, x0 + tile.shape[1])
+            out[ys - r0 : ye - r0, xs - c0 : xe - c0] = tile[ys - y0 : ye - y0, xs - x0 : xe - x0]
+        return out
+
+
+class TiffLevelReader(TiledLevel):
     """One pyramid level stored as a tiled or stripped TIFF page.
 
     Parameters
@@ -281,30 +320,6 @@ class TiffLevelReader(LevelReader):
         if len(self._offsets) == 0:
             return 0
         return int((self._offsets + self._counts).max())
-
-    def read_window(self, r0: int, c0: int, r1: int, c1: int) -> np.ndarray:
-        rows, cols = self.shape[0], self.shape[1]
-        r0, c0 = max(0, r0), max(0, c0)
-        r1, c1 = min(rows, r1), min(cols, c1)
-        out = self._window(r0, c0, r1, c1, f"{self._path} level {self._key[-1]}")
-        if out.size == 0:
-            return out
-        th, tw = self.chunk_shape
-        tiles = [
-            (ty, tx)
-            for ty in range(r0 // th, (r1 - 1) // th + 1)
-            for tx in range(c0 // tw, (c1 - 1) // tw + 1)
-        ]
-        if len(tiles) == 1:
-            decoded = [self._tile(*tiles[0])]
-        else:
-            decoded = list(_decode_pool().map(lambda t: self._tile(*t), tiles))
-        for (ty, tx), tile in zip(tiles, decoded):
-            y0, x0 = ty * th, tx * tw
-            ys, xs = max(r0, y0), max(c0, x0)
-            ye, xe = min(r1, y0 + tile.shape[0]), min(c1, x0 + tile.shape[1])
-            out[ys - r0 : ye - r0, xs - c0 : xe - c0] = tile[ys - y0 : ye - y0, xs - x0 : xe - x0]
-        return out
 
     def _tile(self, ty: int, tx: int) -> np.ndarray:
         index = ty * self._grid[1] + tx
