@@ -128,6 +128,12 @@ def run_shell_line(line: str, cwd: Path) -> None:
     if program == "histo" and args[0] == "train":
         _run([str(BIN / "histo"), "train", *_shrunk(args[1:]), "--quiet"], cwd, env)
         return
+    if program == "histo" and args[0] == "evaluate":  # as written, on 20 patches per class
+        _run([str(BIN / "histo"), *args, "--max-per-class", "20", "--bootstrap", "50"], cwd, env)
+        return
+    if program == "python" and args[:1] == ["-m"]:  # a module of this project, as written
+        _run([sys.executable, *args], cwd, env)
+        return
     if program == "histo":  # other histo commands run exactly as written
         _run([str(BIN / "histo"), *args], cwd, env)
         return

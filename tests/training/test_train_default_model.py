@@ -29,7 +29,10 @@ def test_default_model_directory(builtin: Path) -> None:
     assert spec.class_names == ("normal", "tumour")
     assert spec.spacing_um_px == 1.0 and spec.patch_size_pixels == 96
     assert (builtin / "weights.safetensors").stat().st_size < 20 * 2**20
-    assert spec.metrics["valid"]["n"] == 2907  # the de-duplicated PCam valid split
+    assert spec.metrics["test"]["n"] == 2907  # the de-duplicated PCam valid split, untouched by training
+    assert spec.provenance["touched_splits"] == ["train"]  # selection was carved from PCam train
+    assert spec.provenance["recipe"] == "training/recipes/pcam_mobilenetv2.yaml"  # relative, no machine path
+    assert spec.tta == "dihedral8" and 0.5 < spec.temperature < 2
     assert "histo train" in spec.provenance["command"]
     assert (builtin / "MODEL_CARD.md").exists()
 
