@@ -14,7 +14,7 @@ __all__ = ["TrainResult", "TrainingConfig", "load_config", "train"]
 
 _LAZY = {
     "train": "training.run",
-    "TrainResult": "training.run",
+    "TrainResult": "training.rundir",
     "load_config": "training.config",
     "TrainingConfig": "training.config",
 }

@@ -27,6 +27,7 @@ __all__ = [
     "ClusteringConfig",
     "ConfigError",
     "DataConfig",
+    "MilConfig",
     "ModelConfig",
     "PhaseConfig",
     "ReportConfig",
@@ -184,6 +185,24 @@ class ClusteringConfig:
 
 
 @dataclass(frozen=True)
+class MilConfig:
+    """Slide-level (MIL) training on tile embeddings (``model.task: mil``, :mod:`training.mil`).
+
+    ``model.architecture`` is abmil | clam_sb | transmil; ``data.source: embeddings`` with
+    ``data.root`` (a folder of ``<slide>.embeddings.zarr`` tables) and ``data.labels_csv``
+    (slide, label, patient[, split]).  One bag (slide) per step; ``train.grad_accum`` bags per
+    optimiser step.
+    """
+
+    hidden: int = 256  # width of the projected tile embeddings (and the attention net: hidden // 2)
+    dropout: float = 0.25
+    heads: int = 8  # transmil: attention heads (hidden must be a multiple)
+    k_sample: int = 8  # clam_sb: top-k / bottom-k attended tiles for the instance loss
+    bag_weight: float = 0.7  # clam_sb: loss = bag_weight * bag loss + (1 - bag_weight) * instance loss
+    max_tiles: int = 0  # training only: a random subset of this many tiles per bag and epoch; 0 = all
+
+
+@dataclass(frozen=True)
 class AboutConfig:
     """What a recipe reproduces and on what data, carried into metrics.json, model.json and README.md.
 
@@ -217,6 +236,7 @@ class TrainingConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     ssl: SslConfig = field(default_factory=SslConfig)
     clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
+    mil: MilConfig = field(default_factory=MilConfig)
     about: AboutConfig = field(default_factory=AboutConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     recipe_path: str = ""
@@ -439,10 +459,10 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
 
 _CHOICES = {
     ("data", "source"): ("folders", "idc", "tiles_csv", "slides", "labels_csv", "synthetic",
-                         "synthetic_stain", "synthetic_segmentation"),
+                         "synthetic_stain", "synthetic_segmentation", "embeddings"),
     ("data", "balance"): ("none", "undersample", "weighted"),
     ("data", "group_by"): ("none", "slide", "patient"),
-    ("model", "task"): ("classification", "segmentation"),
+    ("model", "task"): ("classification", "segmentation", "mil"),
     ("model", "tta"): ("none", "dihedral8"),
     ("augment", "stain_normalize"): ("none", "macenko", "reinhard", "vahadane"),
     ("train", "loss"): ("ce", "bce", "dice", "dice_ce"),
@@ -498,6 +518,12 @@ _RANGES: tuple[tuple[str, str, Any, str], ...] = (
     ("ssl", "min_tissue", _between(0, 1), "a fraction from 0 to 1"),
     ("ssl", "max_tiles", _between(0, math.inf), "0 (all) or a number of tiles (2 or more)"),
     ("clustering", "pca_dims", _between(1, 1024), "1 or more dimensions"),
+    ("mil", "hidden", _between(2, 65536), "2 or more (256 is usual)"),
+    ("mil", "dropout", _between(0, 1, high_open=True), "a fraction from 0 to below 1 (0.25 is usual)"),
+    ("mil", "heads", _between(1, 256), "1 or more heads (8 is usual)"),
+    ("mil", "k_sample", _between(1, 100_000), "1 or more tiles (8 is usual)"),
+    ("mil", "bag_weight", _between(0, 1), "from 0 to 1 (0.7 is usual)"),
+    ("mil", "max_tiles", _between(0, math.inf), "0 (all) or a number of tiles"),
     ("clustering", "max_samples", _between(2, math.inf), "2 or more patches"),
     ("report", "examples_per_class", _between(1, 64), "1 to 64 patches (4 is usual)"),
 )
@@ -555,6 +581,7 @@ def _check(config: TrainingConfig, source: str) -> None:
                 f"{source}: train.phases[{i}].trainable = {phase.trainable!r}; use all, head or "
                 "from:<stage>, e.g. from:blocks.5 (a parameter-name prefix)"
             )
+    _check_mil(config, source)
     data, model = config.data, config.model
     if data.valid_fraction + data.test_fraction >= 1:
         raise ConfigError(
@@ -582,6 +609,31 @@ def _check(config: TrainingConfig, source: str) -> None:
         raise ConfigError(
             f"{source}: name = {config.name!r}; the run's name is one plain folder name (no / or ..)"
         )
+
+
+def _check_mil(config: TrainingConfig, source: str) -> None:
+    mil, embeddings = config.model.task == "mil", config.data.source == "embeddings"
+    if mil != embeddings:
+        raise ConfigError(
+            f"{source}: model.task = {config.model.task!r} with data.source = {config.data.source!r}; "
+            "slide-level (MIL) training is model.task: mil with data.source: embeddings (tile embedding "
+            "tables + a slide label CSV), and only it reads embeddings"
+        )
+    if mil and config.model.architecture not in ("abmil", "clam_sb", "transmil"):
+        raise ConfigError(
+            f"{source}: model.architecture = {config.model.architecture!r}; with model.task: mil choose "
+            "abmil, clam_sb or transmil"
+        )
+    if mil and config.model.architecture == "transmil" and config.mil.hidden % config.mil.heads:
+        raise ConfigError(
+            f"{source}: mil.hidden = {config.mil.hidden} is not a multiple of mil.heads = {config.mil.heads}"
+        )
+    if mil and any(phase.trainable != "all" for phase in config.train.phases):
+        raise ConfigError(f"{source}: a MIL network trains whole; leave train.phases[*].trainable at all")
+    if mil and config.train.loss not in ("ce", "bce"):
+        raise ConfigError(f"{source}: train.loss = {config.train.loss!r}; a MIL recipe uses ce or bce")
+    if mil and (config.ssl.enabled or config.ssl.only or config.clustering.enabled):
+        raise ConfigError(f"{source}: ssl and clustering work on patches, not on a MIL recipe; turn them off")
 
 
 def _check_ssl(config: TrainingConfig, source: str) -> None:

@@ -164,6 +164,7 @@ _SOURCES = {
     "tiles_csv": "tiles listed in a tiles.csv",
     "labels_csv": "patches listed in a labels CSV",
     "slides": "tiles cut from slides with QuPath annotations",
+    "embeddings": "slide-level bags of tile embeddings (histo embed tables) with a slide label CSV",
 }
 
 

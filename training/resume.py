@@ -29,6 +29,8 @@ def resume_settings(config: TrainingConfig) -> dict[str, Any]:
     architecture ... make another run.
     """
     data = config_to_dict(config)
+    if config.model.task != "mil":  # the mil section means nothing to a patch run (nor to older last.pt)
+        data.pop("mil", None)
     for section, keys in _FREE_TO_CHANGE.items():
         node = data[section] if section else data
         for key in keys:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,18 +39,11 @@ from training.report import (
     write_resolved_config,
     write_run_readme,
 )
-from training.resume import differences, resume_settings
+from training.resume import resume_settings
+from training.rundir import TrainResult, check_same_data, make_run_dir, saved_run
 from training.splits import balanced_class_weights
 
 __all__ = ["TrainResult", "prepare_data", "train"]
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    run_dir: Path
-    model_dir: Path
-    metrics: dict[str, Any]
-    history: list[dict[str, Any]]
 
 
 def train(config: TrainingConfig, *, progress: bool = True) -> TrainResult:
@@ -64,6 +56,10 @@ def train(config: TrainingConfig, *, progress: bool = True) -> TrainResult:
 
 
 def _train(config: TrainingConfig, rank: int, world: int, progress: bool) -> TrainResult:
+    if config.model.task == "mil":  # slide-level model on tile embeddings (training.mil)
+        from training.mil import train_mil
+
+        return train_mil(config, rank, world, progress)
     torch.manual_seed(config.train.seed)
     run_dir = Path(config.output_dir).expanduser().resolve() / config.name
     device = ddp.device_for(rank) if world > 1 else resolve_device(config.train.device)
@@ -73,17 +69,17 @@ def _train(config: TrainingConfig, rank: int, world: int, progress: bool) -> Tra
         from training.ssl import check_ssl_data
 
         check_ssl_data(config)
-    _make_run_dir(run_dir, config, write_probe=rank == 0)
+    make_run_dir(run_dir, config, write_probe=rank == 0)
     if config.ssl.only:  # SimCLR without labels; the backbone becomes model/ (training.ssl)
         from training.ssl import pretrain_only
 
         return TrainResult(*pretrain_only(config, run_dir, device, rank, world, progress))
-    saved = _saved_run(config, run_dir)  # before anything in run_dir is overwritten
+    saved = saved_run(config, run_dir)  # before anything in run_dir is overwritten
     folds = prepare_data(config, run_dir)
     resume_key = {"settings": json.dumps(resume_settings(config), sort_keys=True),
                   "data_digest": data_digest(folds)}  # fmt: skip
     if saved is not None:
-        _check_same_data(saved, resume_key["data_digest"], run_dir / LAST)
+        check_same_data(saved, resume_key["data_digest"], run_dir / LAST)
     if rank == 0:
         write_resolved_config(config, run_dir)
         write_json(environment(), run_dir / "environment.json")
@@ -133,28 +129,6 @@ def _train(config: TrainingConfig, rank: int, world: int, progress: bool) -> Tra
     return TrainResult(run_dir, model_dir, metrics, outcome["history"])
 
 
-def _make_run_dir(run_dir: Path, config: TrainingConfig, *, write_probe: bool) -> None:
-    """Create the run folder, or say in one line why it cannot be (a file in the way, read-only ...)."""
-    where = f"output_dir = {config.output_dir!r}, name = {config.name!r}"
-    for folder in [*reversed(run_dir.parents), run_dir]:
-        if folder.exists() and not folder.is_dir():
-            raise ConfigError(
-                f"{folder} is a file, so the run folder {run_dir} cannot be made ({where}); set output_dir "
-                "to a folder (new or existing) or move the file"
-            )
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if write_probe:
-            probe = run_dir / ".write-test.part"
-            probe.write_bytes(b"")
-            probe.unlink()
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot write the run folder {run_dir} ({exc.strerror or exc}; {where}); set output_dir to a "
-            "folder you can write to"
-        ) from exc
-
-
 def _check_weights_path(config: TrainingConfig) -> None:
     weights = config.model.weights
     if weights in ("none", "", "timm"):
@@ -180,38 +154,6 @@ def data_digest(folds: dict[str, Fold]) -> str:
         for key, label in sorted(zip([str(k) for k in keys], samples.labels.tolist())):
             digest.update(f"{key}:{label};".encode())
     return digest.hexdigest()
-
-
-def _saved_run(config: TrainingConfig, run_dir: Path) -> dict[str, Any] | None:
-    """``last.pt`` when this run resumes; refuses one made with other settings."""
-    path = run_dir / LAST
-    if not (config.train.resume and path.exists()):
-        return None
-    saved = load_checkpoint(path)
-    before = saved.get("settings")
-    if isinstance(before, str):
-        then, now = json.loads(before), resume_settings(config)
-        if len(now["train"]["phases"]) > len(then["train"]["phases"]):  # phases added at the end: continue
-            now["train"]["phases"] = now["train"]["phases"][: len(then["train"]["phases"])]
-        changes = differences(then, now)
-        if changes:
-            shown = "; ".join(changes[:4]) + (f"; and {len(changes) - 4} more" if len(changes) > 4 else "")
-            raise ConfigError(
-                f"{path} was made with other settings ({shown}), so this run is not resumed from it. Run the "
-                "recipe it was made with to resume; to start afresh, train into another folder (name=...) or "
-                "set train.resume=false (overwrites this run)"
-            )
-    return saved
-
-
-def _check_same_data(saved: dict[str, Any], digest: str, path: Path) -> None:
-    before = saved.get("data_digest")
-    if isinstance(before, str) and before != digest:
-        raise ConfigError(
-            f"{path} was made from other training data (patches were added, removed, changed or split "
-            "differently), so this run is not resumed from it. Restore the data to resume; to start afresh, "
-            "train into another folder (name=...) or set train.resume=false (overwrites this run)"
-        )
 
 
 def _clustering(config: TrainingConfig, network, fold: Fold, spec: ModelSpec, run_dir: Path, device) -> Any:  # type: ignore[no-untyped-def]

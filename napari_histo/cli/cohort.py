@@ -15,7 +15,7 @@ from napari_histo.cli._report import EXIT_INPUT, naming_folder
 __all__ = ["cohort"]
 
 #: napari_histo.pipeline.cohort.JOBS (not imported, so that --help starts fast)
-JOB_CHOICES = ("predict", "tiles", "stain", "info")
+JOB_CHOICES = ("predict", "tiles", "stain", "info", "embed")
 GPUS = click.IntRange(0, 64)
 RETRIES = click.IntRange(0, 100)
 
@@ -60,7 +60,11 @@ def _key_value(ctx: click.Context, param: click.Parameter, values: tuple[str, ..
               help="Serve the Dask dashboard of a local cluster (port 8787, or a free one).")
 @click.option("--serial", is_flag=True, help="No Dask: run the slides one after another in this process.")
 @click.option("--model", default=None, help="predict: model directory or built-in model name.")
-@click.option("--mpp", type=MPP, default=None, help="tiles: µm/px of the patches (0.5 ≈ 20×).")
+@click.option("--encoder", default="pcam-mobilenetv2", show_default=True,
+              help="embed: the tile encoder (see histo embed --help).")
+@click.option("--architecture", default=None, help="embed: the timm architecture of a weight file --encoder.")
+@click.option("--mpp", type=MPP, default=None,
+              help="tiles: µm/px of the patches (0.5 ≈ 20×); embed: default the encoder's.")
 @click.option("--tile-px", type=TILE_PX, default=224, show_default=True, help="tiles: patch edge in pixels.")
 @click.option("--min-tissue", type=FRACTION, default=0.5, show_default=True,
               help="predict, tiles: least tissue fraction per tile.")
@@ -86,10 +90,10 @@ def cohort(
     jobqueue: str | None, jobqueue_options: dict[str, Any], retries: int, dashboard: bool, serial: bool,
     model: str | None, mpp: float | None, tile_px: int, min_tissue: float, image_format: str,
     stain_method: str, device: str, batch_size: int, threads: int, slide_mpp: float | None, overwrite: bool,
-    backend: str, ome_zarr: bool,
+    backend: str, ome_zarr: bool, encoder: str, architecture: str | None,
 ) -> None:
     # fmt: on
-    """Run JOB (predict, tiles, stain, info) on every slide of SOURCE, one Dask task per slide.
+    """Run JOB (predict, tiles, stain, info, embed) on every slide of SOURCE, one Dask task per slide.
 
     \b
     SOURCE is a folder of slides, a quoted pattern ('cohort/*.svs') or a CSV
@@ -105,6 +109,7 @@ def cohort(
       histo cohort tiles 'cohort/*.svs' --mpp 0.5 --tile-px 224 --out patches/ --workers 8
       histo cohort predict manifest.csv --model m --out r/ --gpus 4 --device cuda
       histo cohort info cohort/ --out info/ --scheduler tcp://head-node:8786
+      histo cohort embed cohort/ --encoder pcam-mobilenetv2 --out embeddings/
       histo cohort predict cohort/ --model m --out r/ --jobqueue slurm --workers 10 \\
           --jobqueue-option cores=8 --jobqueue-option memory=32GB --jobqueue-option walltime=04:00:00
     """
@@ -132,6 +137,14 @@ def cohort(
         options.update(mpp=mpp, tile_px=tile_px, format=image_format)
     elif job == "stain":
         options.update(method=stain_method)
+    elif job == "embed":
+        from napari_histo.models.encoders import load_encoder
+
+        given_px = click.get_current_context().get_parameter_source("tile_px")
+        options.update(encoder=encoder, architecture=architecture, mpp=mpp, device=device,
+                       batch_size=batch_size,
+                       tile_px=tile_px if given_px is click.core.ParameterSource.COMMANDLINE else None)
+        load_encoder(encoder, "cpu", architecture=architecture)  # a wrong encoder fails here, not per slide
     client = cluster = None
     if not serial:
         client, cluster = make_client(scheduler, workers=n_workers, gpus=gpus, jobqueue=jobqueue,

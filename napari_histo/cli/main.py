@@ -32,6 +32,7 @@ SUBCOMMANDS = {
     "tiles": "napari_histo.cli.tiles:tiles",
     "predict": "napari_histo.cli.predict:predict",
     "explain": "napari_histo.cli.explain:explain",
+    "embed": "napari_histo.cli.embed:embed",
     "export-wsinfer": "napari_histo.cli.export_wsinfer:export_wsinfer_command",
     "cohort": "napari_histo.cli.cohort:cohort",
     "train": "training.cli:train",
@@ -47,6 +48,7 @@ Examples:
   histo tiles slide.svs --mpp 0.5 --tile-px 224 --out patches/
   histo predict slide.svs --model MODEL_DIR --out results/
   histo explain slide.svs --model pcam-mobilenetv2 --out why/   Grad-CAM: where the evidence lies
+  histo embed slide.svs --out embeddings/   tile embeddings (for slide-level models)
   histo cohort predict cohort/ --model MODEL_DIR --out results/   every slide, on Dask
   histo qupath validate annotations.geojson
   histo demo                           the whole journey on the built-in sample

@@ -74,6 +74,13 @@ def predict(
       NAME.settings.json  what made them (model files, --min-tissue, µm/px, stain)
 
     \b
+    A slide-level model (task: mil, trained on tile embeddings) embeds the
+    slide with the encoder it was trained on (NAME.embeddings.zarr, reused
+    when finished) and writes NAME.slide.json (the call and the class
+    probabilities) and NAME.attention.geojson (QuPath tiles with the
+    attention and a score per class as measurements).
+
+    \b
     A segmentation model (task: segmentation in model.json) segments the tissue
     in overlapping tiles and writes, instead of NAME.zarr and NAME.geojson,
       NAME.mask.zarr      stitched class map ("labels", -1 = not segmented) and
@@ -109,6 +116,16 @@ def predict(
 
     index, count = shard
     chosen = list(slides)[index::count]
+    from napari_histo.models.mil import is_mil_model
+
+    if is_mil_model(model_dir):  # a slide-level model: embed with its encoder, then one call per slide
+        if stain is not None:
+            raise click.UsageError("--stain is not supported with a slide-level (MIL) model; leave it out")
+        _predict_slide_level(chosen, model_dir, out_dir, device=device, batch_size=batch_size,
+                             workers=workers,
+                             min_tissue=min_tissue, slide_mpp=slide_mpp, backend=backend.lower(),
+                             overwrite=overwrite)  # fmt: skip
+        return
     model = resolve_model(model_dir, device)
     size = model.spec.input_size
     what = f"a batch of {batch_size:,} patches of {size} px"
@@ -146,3 +163,16 @@ def predict(
             call = summary["slide_call"]
             click.echo(f"{slide.name}: {summary['n_tiles']} tiles, call {call['class']} "
                        f"(mean p={call['mean_probability']:.2f})")  # fmt: skip
+
+
+def _predict_slide_level(slides: list[Path], model_dir: str, out_dir: Path, **options: object) -> None:
+    """``histo predict`` with a MIL model directory: one slide-level call per slide."""
+    from napari_histo.pipeline.slide_level import run_slide_level, slide_level_outputs
+    from napari_histo.pipeline.tiles import slide_stem
+
+    for slide in slides:
+        with naming_folder(out_dir):
+            result = run_with_bar(run_slide_level(slide, model_dir, out_dir, **options), slide.name, "tile")  # type: ignore[arg-type]
+        shown = slide_level_outputs(slide_stem(slide), out_dir)
+        click.echo(f"{slide.name}: {len(result.attention):,} tiles, slide call {result.call} "
+                   f"(p={result.probability:.2f}); attention: {shown['geojson']}")  # fmt: skip

@@ -8,7 +8,15 @@ from typing import Any
 
 from napari_histo.errors import DeviceUnavailableError, InvalidParameterError, UnsupportedModelError
 from napari_histo.models.registry import create_network
-from napari_histo.models.spec import SPEC_FILE, WEIGHTS_FILE, ModelSpec, ModelSpecError, load_spec, save_spec
+from napari_histo.models.spec import (
+    SPEC_FILE,
+    WEIGHTS_FILE,
+    ModelSpec,
+    ModelSpecError,
+    Task,
+    load_spec,
+    save_spec,
+)
 from napari_histo.models.weights import check_weight_file, read_safetensors
 
 __all__ = [
@@ -21,6 +29,11 @@ __all__ = [
 ]
 
 BUILTIN_MODELS_DIR = Path(__file__).resolve().parent / "builtin"
+#: what load_model/create_network say about a slide-level model
+_MIL_REFUSAL = (
+    "{where}: is a slide-level (MIL) model that reads tile embeddings, not image patches; load it with "
+    "napari_histo.models.mil.load_mil_model"
+)
 
 
 def resolve_device(device: str | Any = "auto") -> Any:
@@ -137,6 +150,8 @@ def load_model(
     """
     model_dir = resolve_model_dir(model)
     spec = spec if spec is not None else load_spec(model_dir)
+    if spec.task is Task.MIL:
+        raise ModelSpecError(_MIL_REFUSAL.format(where=model_dir))
     weights = model_dir / WEIGHTS_FILE
     if not weights.exists():
         raise ModelSpecError(

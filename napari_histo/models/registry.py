@@ -10,7 +10,7 @@ import difflib
 from typing import Any
 
 from napari_histo.errors import MissingDependencyError
-from napari_histo.models.spec import ModelSpec, ModelSpecError, Task
+from napari_histo.models.spec import MIL_ARCHITECTURES, ModelSpec, ModelSpecError, Task
 
 __all__ = [
     "CLASSIFIERS",
@@ -50,6 +50,11 @@ def create_network(spec: ModelSpec, *, pretrained: bool = False) -> Any:
     users); offline it raises :class:`~napari_histo.errors.DownloadError` that
     says how to use a local weight file instead.
     """
+    if spec.task is Task.MIL:
+        raise ModelSpecError(
+            f"architecture {spec.architecture!r} is a slide-level (MIL) model on tile embeddings; build it "
+            "with napari_histo.models.mil (load_mil_model, build_mil_network)"
+        )
     check_architecture(spec.architecture, spec.task)
     if spec.task is Task.SEGMENTATION:
         return _segmentation_network(spec, pretrained)
@@ -66,6 +71,13 @@ def check_architecture(architecture: str, task: Task | str = Task.CLASSIFICATION
     """Raise :class:`ModelSpecError` (with the nearest names) unless ``architecture`` can be built."""
     if Task(task) is Task.SEGMENTATION:
         split_segmentation_architecture(architecture)
+        return
+    if Task(task) is Task.MIL or architecture in MIL_ARCHITECTURES:
+        if Task(task) is not Task.MIL or architecture not in MIL_ARCHITECTURES:
+            raise ModelSpecError(
+                f"architecture {architecture!r} with task {Task(task).value}: slide-level (MIL) models are "
+                f"task mil with architecture {' | '.join(MIL_ARCHITECTURES)}"
+            )
         return
     if ":" in architecture and architecture.split(":")[0].lower() in SEGMENTATION_HEADS:
         raise ModelSpecError(

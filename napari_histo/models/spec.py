@@ -20,6 +20,7 @@ from typing import Any
 from napari_histo.errors import HistoError
 
 __all__ = [
+    "MIL_ARCHITECTURES",
     "SPEC_FILE",
     "TTA_MODES",
     "WEIGHTS_FILE",
@@ -54,6 +55,13 @@ class Task(str, Enum):
 
     CLASSIFICATION = "classification"
     SEGMENTATION = "segmentation"
+    #: slide-level multiple-instance model on tile embeddings (:mod:`napari_histo.models.mil`)
+    MIL = "mil"
+
+
+#: MIL architectures (:mod:`napari_histo.models.mil`); a MIL spec's ``patch_size_pixels`` and
+#: ``spacing_um_px`` are the tile edge and µm/px of the embeddings it was trained on
+MIL_ARCHITECTURES = ("abmil", "clam_sb", "transmil")
 
 
 @dataclass(frozen=True)
@@ -197,8 +205,32 @@ def _validate(spec: ModelSpec) -> None:
         problems.append(f"tta must be one of {list(TTA_MODES)}, got {spec.tta!r}")
     if not (math.isfinite(spec.temperature) and 0.01 <= spec.temperature <= 100):
         problems.append(f"temperature must be between 0.01 and 100 (1 = none), got {spec.temperature}")
+    if spec.task is Task.MIL:
+        problems += _mil_problems(spec)
+    elif spec.architecture in MIL_ARCHITECTURES:
+        problems.append(f"architecture {spec.architecture!r} is a slide-level (MIL) model; set task to mil")
     if problems:
         raise ModelSpecError("invalid model spec: " + "; ".join(problems) + ". Fix model.json.")
+
+
+def _mil_problems(spec: ModelSpec) -> list[str]:
+    """A MIL model reads embeddings: its architecture is a MIL one and it names its encoder."""
+    problems = []
+    if spec.architecture not in MIL_ARCHITECTURES:
+        problems.append(
+            f"task mil needs architecture {' | '.join(MIL_ARCHITECTURES)}, got {spec.architecture!r}"
+        )
+    mil = spec.provenance.get("mil")
+    if not (isinstance(mil, dict) and isinstance(mil.get("in_features"), int) and mil["in_features"] > 0):
+        problems.append("task mil needs provenance.mil.in_features (the embedding dimension, a whole number)")
+    encoder = spec.provenance.get("encoder")
+    if not (isinstance(encoder, dict) and encoder.get("name")):
+        problems.append(
+            "task mil needs provenance.encoder {name, hash, mpp, tile_px} (the embeddings' encoder)"
+        )
+    if spec.tta != "none":
+        problems.append(f"tta {spec.tta!r} means nothing for a MIL model (it reads embeddings); use none")
+    return problems
 
 
 def load_spec(path: str | os.PathLike[str]) -> ModelSpec:
@@ -254,7 +286,7 @@ _FIELD_TYPES: dict[str, tuple[Any, str]] = {
     "class_names": (lambda v: _is_list(v, lambda n: isinstance(n, str) or _is_int(n)), "a list of names"),
     "patch_size_pixels": (lambda v: _is_int(v), "a whole number of pixels"),
     "spacing_um_px": (lambda v: _is_number(v), "a number (µm/px)"),
-    "task": (lambda v: v in [t.value for t in Task], "classification or segmentation"),
+    "task": (lambda v: v in [t.value for t in Task], "classification, segmentation or mil"),
     "class_colors": (lambda v: _is_list(v, lambda c: _is_list(c, _is_int)), "a list of [r, g, b] lists"),
     "input_size": (lambda v: _is_int(v), "a whole number of pixels"),
     "mean": (lambda v: _is_list(v, _is_number), "a list of 3 numbers"),

@@ -24,6 +24,9 @@ correct and retrain    ``finetune``, ``finetune_and_predict`` (finetune)
 QuPath                 ``write_tiles_geojson``, ``write_prediction_geojson``,
                        ``read_annotation_regions`` (qupath)
 a whole slide job      ``run_slide_job`` (slide_job)
+tile embeddings        ``embed_slide``, ``read_embeddings`` (embed)
+slide-level (MIL)      ``predict_slide_level``, ``run_slide_level``
+                       (slide_level)
 the demo               ``run_journey`` (journey)
 =====================  ===================================================
 
@@ -65,6 +68,10 @@ _HOME = {
     "SlideJob": "napari_histo.pipeline.slide_job",
     "run_slide_job": "napari_histo.pipeline.slide_job",
     "run_journey": "napari_histo.pipeline.journey",
+    "embed_slide": "napari_histo.pipeline.embed",
+    "read_embeddings": "napari_histo.pipeline.embed",
+    "predict_slide_level": "napari_histo.pipeline.slide_level",
+    "run_slide_level": "napari_histo.pipeline.slide_level",
 }
 
 __all__ = sorted(_HOME)

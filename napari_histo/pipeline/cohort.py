@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 #: the slide jobs a cohort can run
-JOBS = ("predict", "tiles", "stain", "info")
+JOBS = ("predict", "tiles", "stain", "info", "embed")
 #: the report files :func:`run_cohort` keeps in the output folder
 REPORT_CSV, REPORT_MD = "cohort.csv", "cohort.md"
 REPORT_COLUMNS = ("slide", "status", "tiles", "seconds", "error", "outputs", "mpp", "label", "patient")
@@ -179,6 +179,11 @@ def task_outputs(job: str, slide_path: Path, out_dir: Path) -> dict[str, Path]:
 
         outputs = outputs_for(slide_path, out_dir)
         return {**outputs, "done": outputs["summary"]}
+    if job == "embed":
+        from napari_histo.pipeline.embed import embeddings_path
+
+        table = embeddings_path(slide_path, out_dir)
+        return {"embeddings": table, "done": table}
     stem = _stem(slide_path)
     if job == "tiles":
         return {"tiles": out_dir / stem, "done": out_dir / f"{stem}.tiles.json"}
@@ -292,6 +297,11 @@ def slide_task(
         _remove_partial_files(outputs)
         if job == "predict":
             status, tiles = yield from _predict(path, out_dir, options, slide_mpp, overwrite)
+        elif job == "embed":
+            from napari_histo.pipeline.embed import embed_task
+
+            device = _worker_device(options)
+            status, tiles = yield from embed_task(path, out_dir, options, slide_mpp, overwrite, device)
         elif outputs["done"].exists() and not overwrite and _same_settings(outputs["done"], job, options):
             status, tiles = "skipped", int(_read_json(outputs["done"]).get("tiles", 0))
         else:

@@ -195,6 +195,8 @@ class InferenceWidget(Container):
         model = self.model()
         if is_segmentation(model):
             return self._run_segmentation(layer, session, model)
+        if model.spec.task.value == "mil":
+            return self._run_slide_level(layer, session, model)
         self._worker = make_worker(
             in_worker(predict_slide), session, model, min_tissue=self.min_tissue.value,
             region=self._region(layer), config=self._config(model),
@@ -227,6 +229,41 @@ class InferenceWidget(Container):
         self.summary.value = f"loading {model.name} and planning the tissue tiles to segment ..."
         self.progress.max = 0
         return start_with_cancel(self._worker, self.cancel_button)
+
+    def _run_slide_level(self, layer: Any, session: Any, model: ModelHandle) -> Any:
+        """A slide-level (MIL) model: embed the slide with its encoder, then one call; attention heatmap."""
+        from napari_histo.data.samples import cache_dir
+        from napari_histo.pipeline.slide_level import slide_level_on_session
+
+        if self._worker is not None and getattr(self._worker, "is_running", False):
+            raise InvalidParameterError(
+                "the model is still running in this dock: wait for it to finish, or press Cancel first"
+            )
+        self._worker = make_worker(
+            in_worker(slide_level_on_session), session, model.directory, cache_dir() / "slide_level",
+            device=model.device, batch_size=self.batch_size.value, min_tissue=self.min_tissue.value,
+            on_error=lambda exc: report(self.summary, exc),
+        )  # fmt: skip
+        self._worker.yielded.connect(self._on_progress)
+        self._worker.returned.connect(lambda result: self._show_slide_level(result, layer, model))
+        self.summary.value = f"{model.name} is a slide-level model: embedding the tissue tiles ..."
+        self.progress.max = 0
+        return start_with_cancel(self._worker, self.cancel_button)
+
+    def _show_slide_level(self, result: Any, layer: Any, model: ModelHandle) -> None:
+        from napari_histo.pipeline.slide_level import attention_map
+
+        if result is None:
+            return
+        heat = show_heatmap(self._viewer, attention_map(result), layer, "attention", f" {model.name}")
+        heat.metadata["napari_histo"]["slide_call"] = result.summary()
+        self.summary.value = (
+            f"slide call: {result.call} (p={result.probability:.2f}) from {len(result.attention):,} tiles; "
+            "the attention layer shows which tiles the model weighed (brightest = most)"
+        )
+        self._last = {}
+        self._classifier_tools(False)
+        self.export_button.enabled = False
 
     def model(self) -> ModelHandle:
         """The chosen model, resolved once per (model, device) and kept with its loaded network."""
