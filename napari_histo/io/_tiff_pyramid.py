@@ -84,6 +84,8 @@ class _TifffileLog(logging.Filter):
 
 _TIFFFILE_LOG = _TifffileLog()
 logging.getLogger("tifffile").addFilter(_TIFFFILE_LOG)
+#: ``with quiet_tifffile():`` keeps tifffile's log lines about damage from the user (see _TifffileLog)
+quiet_tifffile = _TIFFFILE_LOG.capture
 
 _DAMAGE = re.compile(r"invalid|corrupt|could not read|failed to read|circular|suspicious|missing", re.I)
 _BENIGN = re.compile(r"coercing invalid ascii", re.I)

@@ -38,7 +38,7 @@ from napari_histo.errors import (
 )
 from napari_histo.io._metadata import Calibration
 from napari_histo.io._slide_parts import LevelInfo, SlideParts
-from napari_histo.io._tiff_pyramid import open_tiff
+from napari_histo.io._tiff_pyramid import open_tiff, quiet_tifffile
 from napari_histo.io._tile_reader import (
     ArrayLevel,
     DownsampledLevel,
@@ -564,7 +564,8 @@ def _with_color(parts: SlideParts, req: _Request, color: str) -> SlideParts:
     profile = None
     if req.url is None and req.path.is_file() and parts.format not in ("png", "jpeg"):
         try:  # TIFF-family files carry the profile in tag 34675; other files give None
-            profile = icc_profile_of(req.path)
+            with quiet_tifffile():  # damage was reported when the slide was opened
+                profile = icc_profile_of(req.path)
         except (OSError, ValueError, KeyError, IndexError):  # a damaged header read around: no profile
             profile = None
     return apply_color(parts, profile, color)

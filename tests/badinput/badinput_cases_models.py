@@ -293,7 +293,7 @@ add(
 add(
     "predict/json-task-unknown",
     predict(),
-    r"task = 'detection' should be classification or segmentation",
+    r"task = 'detection' should be classification, segmentation or mil",
     model(setting(task="detection")),
 )
 add("predict/json-std-zero", predict(), r"std > 0", model(setting(std=[0, 0.2, 0.2])))
