@@ -12,6 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import shared_file
+from user_actions import click as _click
+from user_actions import pick as _pick
+from user_actions import type_text as _type
 
 pytest.importorskip("torch")
 pytest.importorskip("segmentation_models_pytorch")
@@ -41,32 +44,6 @@ def unet_dir(tmp_path_factory):
 
     torch.manual_seed(0)
     return save_model(create_network(SPEC).eval(), SPEC, tmp_path_factory.mktemp("unet") / "tiny-unet")
-
-
-def _click(qtbot, widget) -> None:
-    from qtpy.QtCore import Qt
-
-    qtbot.mouseClick(widget.native, Qt.MouseButton.LeftButton)
-
-
-def _type(qtbot, widget, text: str) -> None:
-    """Select the field's text and type ``text`` over it, then Enter (a spin box or a file field)."""
-    from qtpy.QtCore import Qt
-    from qtpy.QtWidgets import QAbstractSpinBox, QLineEdit
-
-    native = widget.native
-    edit = native if isinstance(native, QAbstractSpinBox | QLineEdit) else native.findChild(QLineEdit)
-    edit.setFocus()
-    edit.selectAll()
-    qtbot.keyClicks(edit, text)
-    qtbot.keyClick(edit, Qt.Key.Key_Enter)
-
-
-def _pick(widget, text: str) -> None:
-    """Choose ``text`` in a drop-down, as a user does."""
-    index = widget.native.findText(text)
-    assert index >= 0, f"{text!r} not in {[widget.native.itemText(i) for i in range(widget.native.count())]}"
-    widget.native.setCurrentIndex(index)
 
 
 def _wait_for(qtbot, dock, words: str) -> None:

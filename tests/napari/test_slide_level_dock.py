@@ -9,6 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import shared_file
+from user_actions import click as _click
+from user_actions import pick as _pick
+from user_actions import type_text as _type
 
 pytest.importorskip("torch")
 
@@ -36,30 +39,6 @@ def mil_dir(tmp_path):
                                  "encoder": encoder})  # fmt: skip
     network = build_mil_network("abmil", 1280, 2, hidden=16, dropout=0.0)
     return save_mil_model(network, spec, tmp_path / "tiny-mil")
-
-
-def _click(qtbot, widget) -> None:
-    from qtpy.QtCore import Qt
-
-    qtbot.mouseClick(widget.native, Qt.MouseButton.LeftButton)
-
-
-def _type(qtbot, widget, text: str) -> None:
-    from qtpy.QtCore import Qt
-    from qtpy.QtWidgets import QAbstractSpinBox, QLineEdit
-
-    native = widget.native
-    edit = native if isinstance(native, QAbstractSpinBox | QLineEdit) else native.findChild(QLineEdit)
-    edit.setFocus()
-    edit.selectAll()
-    qtbot.keyClicks(edit, text)
-    qtbot.keyClick(edit, Qt.Key.Key_Enter)
-
-
-def _pick(widget, text: str) -> None:
-    index = widget.native.findText(text)
-    assert index >= 0
-    widget.native.setCurrentIndex(index)
 
 
 def test_mil_model_gives_a_slide_call_and_an_attention_heatmap(make_napari_viewer, qtbot, mil_dir):
