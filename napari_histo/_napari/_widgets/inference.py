@@ -75,6 +75,9 @@ _TIPS = {
 NOT_FOR_SEGMENTATION = (
     "Only for a tile classifier: a segmentation model's result is its class mask (the Labels layer)."
 )
+NOT_FOR_SLIDE_LEVEL = (
+    "Only for a tile classifier: a slide-level model's result is its slide call and the attention layer."
+)
 
 
 def is_segmentation(model: ModelHandle) -> bool:
@@ -262,7 +265,11 @@ class InferenceWidget(Container):
             "the attention layer shows which tiles the model weighed (brightest = most)"
         )
         self._last = {}
-        self._classifier_tools(False)
+        # the legend and table show this result, not an earlier run's classes and areas
+        self.legend.value = legend_html(model.spec)
+        self.areas.value = {"class": list(result.class_names),
+                            "probability": [round(float(p), 4) for p in result.probabilities]}  # fmt: skip
+        self._classifier_tools(False, NOT_FOR_SLIDE_LEVEL)
         self.export_button.enabled = False
 
     def model(self) -> ModelHandle:
@@ -413,13 +420,13 @@ class InferenceWidget(Container):
         self._classifier_tools(False)
         self.export_button.enabled = True
 
-    def _classifier_tools(self, on: bool) -> None:
-        """Enable the tools that explain a tile classifier, or disable them saying why."""
+    def _classifier_tools(self, on: bool, why: str = NOT_FOR_SEGMENTATION) -> None:
+        """Enable the tools that explain a tile classifier, or disable them saying ``why``."""
         if not on and self.cursor_cam.value:
             self.cursor_cam.value = False
         for widget, tip in self._classifier_tips.items():
             widget.enabled = on
-            widget.tooltip = tip if on else NOT_FOR_SEGMENTATION
+            widget.tooltip = tip if on else why
 
     def _heatmap_choices(self, _widget: Any = None) -> list[str]:
         last = getattr(self, "_last", None)
