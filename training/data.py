@@ -42,8 +42,13 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 IDC_PATTERN = re.compile(r"^(?P<patient>.+?)_.*x(?P<x>\d+)_y(?P<y>\d+)_class(?P<label>\d+)\.\w+$")
 
 
-def load_samples(config: DataConfig, base: Path, work_dir: Path | None = None) -> Samples:
-    """The labelled patches a recipe's ``data`` section names (paths relative to ``base``)."""
+def load_samples(
+    config: DataConfig, base: Path, work_dir: Path | None = None, *, record: bool = True
+) -> Samples:
+    """The labelled patches a recipe's ``data`` section names (paths relative to ``base``).
+
+    ``record``: print the class counts and write ``work_dir/class_counts.json`` (rank 0 only under DDP).
+    """
     root = (base / config.root).resolve() if config.root else base
     if config.source == "folders":
         samples = read_class_folders(root, config.class_names)
@@ -67,7 +72,7 @@ def load_samples(config: DataConfig, base: Path, work_dir: Path | None = None) -
     _check_classes(samples, config.source)
     if config.dedup:
         samples = dedup(samples)
-    if work_dir is not None and config.source != "synthetic_segmentation":
+    if record and work_dir is not None and config.source != "synthetic_segmentation":
         record_class_counts(samples, config, work_dir)
     return samples
 

@@ -14,6 +14,8 @@ training loss is averaged over ranks.  Only rank 0 writes files.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -24,6 +26,7 @@ __all__ = [
     "broadcast_object",
     "device_for",
     "is_distributed",
+    "rank_zero_first",
     "reduce_sum",
     "setup",
     "sync_buffers",
@@ -103,3 +106,17 @@ def reduce_sum(values: list[float], device: torch.device) -> list[float]:
 def barrier() -> None:
     if _active():
         dist.barrier()
+
+
+@contextmanager
+def rank_zero_first(rank: int) -> Iterator[bool]:
+    """Rank 0 runs the block alone (exporting tiles, writing files), then the other ranks run it.
+
+    Yields whether this rank should write (``rank == 0``): the other ranks then find rank 0's
+    resumable outputs in place instead of racing it for the same files.
+    """
+    if rank != 0:
+        barrier()
+    yield rank == 0
+    if rank == 0:
+        barrier()

@@ -20,10 +20,13 @@ from training.splits import cap_per_class, sample_weights, split_samples, unders
 __all__ = ["make_spec", "prepare_data"]
 
 
-def prepare_data(config: TrainingConfig, run_dir: Path) -> dict[str, Fold]:
-    """Load, de-duplicate, split, cap and balance the data; pixels in memory when ``data.cache``."""
+def prepare_data(config: TrainingConfig, run_dir: Path, *, record: bool = True) -> dict[str, Fold]:
+    """Load, de-duplicate, split, cap and balance the data; pixels in memory when ``data.cache``.
+
+    ``record=False`` (DDP ranks other than 0) neither prints nor writes the class counts.
+    """
     base = Path(config.recipe_path).parent if config.recipe_path else Path.cwd()
-    samples = load_samples(config.data, base, run_dir)
+    samples = load_samples(config.data, base, run_dir, record=record)
     splits = split_samples(samples, config.data, config.train.seed)
     splits = {k: cap_per_class(v, config.data.max_per_class, config.train.seed) for k, v in splits.items()}
     if config.data.balance == "undersample":

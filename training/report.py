@@ -67,10 +67,9 @@ def write_resolved_config(config: TrainingConfig, run_dir: Path) -> Path:
 
 
 def write_json(data: Any, path: Path) -> Path:
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(_finite(data), indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    from napari_histo.io.files import write_bytes_atomic
+
+    return write_bytes_atomic(path, (json.dumps(_finite(data), indent=2) + "\n").encode())
 
 
 def _finite(value: Any) -> Any:

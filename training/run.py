@@ -75,7 +75,8 @@ def _train(config: TrainingConfig, rank: int, world: int, progress: bool) -> Tra
 
         return TrainResult(*pretrain_only(config, run_dir, device, rank, world, progress))
     saved = saved_run(config, run_dir)  # before anything in run_dir is overwritten
-    folds = prepare_data(config, run_dir)
+    with ddp.rank_zero_first(rank) as lead:  # rank 0 exports / writes; the others then read its files
+        folds = prepare_data(config, run_dir, record=lead)
     resume_key = {"settings": json.dumps(resume_settings(config), sort_keys=True),
                   "data_digest": data_digest(folds)}  # fmt: skip
     if saved is not None:

@@ -172,10 +172,12 @@ def _tile_slides(config: TrainingConfig, slides: list[tuple[str, Path]], out: Pa
     return listed.subset(np.flatnonzero(np.isin(listed.groups, sorted(names))))
 
 
-def _ssl_fold(config: TrainingConfig, run_dir: Path) -> Any:
+def _ssl_fold(config: TrainingConfig, run_dir: Path, rank: int) -> Any:
+    from training import ddp
     from training.loop import Fold
 
-    samples = unlabelled_samples(config, run_dir)
+    with ddp.rank_zero_first(rank):  # rank 0 tiles the slides; the others resume its finished tiles
+        samples = unlabelled_samples(config, run_dir)
     if config.data.cache:
         samples = samples.with_pixels()
     pixels = None if samples.images is None else torch.from_numpy(samples.images)
@@ -305,7 +307,7 @@ def pretrain_before_fit(network: Any, train: Any, ctx: Any, run_dir: Path, *, re
             print("SimCLR skipped: the supervised training resumes from last.pt, which holds the pre-trained "
                   "weights", flush=True)  # fmt: skip
         return []
-    fold = _ssl_fold(ctx.config, run_dir) if ctx.config.ssl.data else train
+    fold = _ssl_fold(ctx.config, run_dir, ctx.rank) if ctx.config.ssl.data else train
     return pretrain_simclr(network, fold, ctx, run_dir)
 
 
@@ -378,10 +380,13 @@ def pretrain_only(
     from training.report import environment, write_json, write_resolved_config
 
     if config.ssl.data:
-        fold = _ssl_fold(config, run_dir)
+        fold = _ssl_fold(config, run_dir, rank)
         source = f"unlabelled tiles: {[str(_resolve(config, item)) for item in config.ssl.data]}"
     else:
-        fold = prepare_data(config, run_dir)["train"]
+        from training import ddp
+
+        with ddp.rank_zero_first(rank) as lead:
+            fold = prepare_data(config, run_dir, record=lead)["train"]
         source = f"the training split of data.source = {config.data.source!r}, labels unused"
     if rank == 0:
         write_resolved_config(config, run_dir)
