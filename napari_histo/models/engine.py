@@ -265,6 +265,10 @@ def _forward_views(
     import torch.nn.functional as F
 
     cuda = device.type == "cuda"
+    if stain is None and spec.stain:  # the model was trained on normalised patches: normalise as training did
+        from napari_histo.models.stain_torch import TorchStainNormalizer
+
+        stain = TorchStainNormalizer.for_model(spec.stain, device=str(device))
     tensor = torch.from_numpy(batch)
     if cuda:
         tensor = tensor.pin_memory()

@@ -18,6 +18,7 @@ from napari_histo.core import _stain_math as sm
 from napari_histo.core._image import check_rgb
 from napari_histo.core._vahadane import vahadane_matrix
 from napari_histo.core.stain import (
+    MIN_TISSUE_PX,
     StainMethod,
     StainNormalizer,
     StainParams,
@@ -27,7 +28,7 @@ from napari_histo.core.stain import (
 )
 from napari_histo.errors import InvalidImageError, MissingDependencyError
 
-__all__ = ["TorchStainNormalizer", "default_device", "normalize_stain_torch"]
+__all__ = ["TorchStainNormalizer", "default_device", "normalize_stain_torch", "normalize_stained_torch"]
 
 _MAX_STAINED = sm.MAX_STAINED_VALUE
 
@@ -83,6 +84,27 @@ def normalize_stain_torch(
         chunk = n if x.device.type != "cpu" else 1
         out = torch.cat([(_reinhard if reinhard else _deconvolve)(flat[i : i + chunk], target, source)
                          for i in range(0, n, chunk)])  # fmt: skip
+    return out.reshape(tuple(images.shape))
+
+
+def normalize_stained_torch(images: Any, target: StainParams, *, device: str | None = None) -> Any:
+    """Each image normalised with its own estimated stain; images too pale to estimate one stay as they are.
+
+    This is how a model's training patches were normalised (``training.stain.normalize_samples``), so
+    inference with a model whose ``model.json`` records a stain target uses it, and a background patch
+    in a batch never stops a slide.  Returns a uint8 tensor of the images' shape on ``device``.
+    """
+    x = _as_batch(images, device)
+    n, rows, cols, _ = x.shape
+    flat = x.reshape(n, rows * cols, 3)
+    if target.method is StainMethod.REINHARD:
+        stained = (flat <= _MAX_STAINED).any(dim=-1)
+    else:
+        stained = (flat <= _MAX_STAINED).all(dim=-1)
+    keep = stained.sum(dim=1) >= MIN_TISSUE_PX
+    out = x.clone()
+    if bool(keep.any()):
+        out[keep] = normalize_stain_torch(x[keep], target, device=str(x.device))
     return out.reshape(tuple(images.shape))
 
 
@@ -254,15 +276,29 @@ class TorchStainNormalizer(StainNormalizer):
         method: StainMethod | str = StainMethod.MACENKO,
         target: StainParams | None = None,
         device: str | None = None,
+        *,
+        skip_unstained: bool = False,
     ):
         super().__init__(method, target)
         self.device = device or default_device()
+        self.skip_unstained = skip_unstained
 
     def transform(self, images: Any, source: StainParams | None = None) -> Any:
-        """Normalise a uint8 batch (n, rows, cols, 3) (array or tensor); returns a uint8 tensor."""
+        """Normalise a uint8 batch (n, rows, cols, 3) (array or tensor); returns a uint8 tensor.
+
+        With ``skip_unstained`` (and no ``source``), images too pale to estimate their own stain are
+        returned unchanged instead of raising :class:`~napari_histo.errors.NoTissueError`.
+        """
         if self.target is None:
             raise RuntimeError("call fit(reference) first, or construct with target=")
+        if self.skip_unstained and source is None:
+            return normalize_stained_torch(images, self.target, device=self.device)
         return normalize_stain_torch(images, self.target, source=source, device=self.device)
+
+    @classmethod
+    def for_model(cls, stain: dict[str, Any], device: str | None = None) -> TorchStainNormalizer:
+        """The normaliser a model's ``model.json`` ``stain`` target asks for, as its training applied it."""
+        return cls(target=StainParams.from_dict(stain), device=device, skip_unstained=True)
 
     @classmethod
     def from_json(cls, text: str, device: str | None = None) -> TorchStainNormalizer:

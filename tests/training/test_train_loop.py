@@ -179,6 +179,38 @@ def test_stain_normalisation_target_goes_into_the_model(tiny) -> None:  # type: 
     from napari_histo.core.stain import StainParams
     from napari_histo.models import load_spec
 
-    result = train(tiny("augment.stain_normalize=macenko", "data.synthetic_per_class=16"), progress=False)
+    config = tiny("augment.stain_normalize=macenko", "data.synthetic_per_class=16")
+    result = train(config, progress=False)
     spec = load_spec(result.model_dir)
-    assert StainParams.from_dict(spec.stain).method.value == "macenko"
+    target = StainParams.from_dict(spec.stain)
+    assert target.method.value == "macenko"
+
+    # inference normalises raw patches to that target as training did (each patch its own stain; a
+    # blank patch left as it is), so the engine's logits on raw patches are those of normalised ones
+    from PIL import Image
+
+    from napari_histo.core.stain import normalize_stain
+    from napari_histo.errors import NoTissueError
+    from napari_histo.models import load_model
+    from napari_histo.models.engine import forward_logits
+
+    real = sorted(shared_file("pcam", "valid", "1").glob("*.jpg"))[:6]  # real H&E (tumour) patches
+    raw = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in real])
+    raw = np.concatenate([raw, np.full_like(raw[:1], 240)])  # + background: too pale to normalise
+
+    def as_training_did(patch: np.ndarray) -> np.ndarray:
+        try:
+            return normalize_stain(patch[None], target)[0]
+        except NoTissueError:
+            return patch
+
+    normalised = np.stack([as_training_did(p) for p in raw])
+    assert np.abs(normalised[:-1].astype(int) - raw[:-1]).mean() > 5  # the target really changes them
+    network = load_model(result.model_dir, device="cpu")
+    got = forward_logits(network, raw, spec)
+    want = forward_logits(network, normalised, spec.with_updates(stain=None))
+    unnormalised = forward_logits(network, raw, spec.with_updates(stain=None))
+    tolerance = 0.05 * float(np.abs(want).max() + 1e-6)
+    assert np.abs(got - want).max() < tolerance
+    assert np.abs(unnormalised[:, :-1] - want[:, :-1]).max() > tolerance  # the check can fail
+    np.testing.assert_allclose(got[:, -1], unnormalised[:, -1], rtol=1e-5, atol=1e-5)
