@@ -19,6 +19,7 @@ passes its µm/px) for you.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 
@@ -144,19 +145,53 @@ def detect_tissue(
     method = TissueMethod(method)
     config = config or TissueConfig()
     max_hole_px = _max_hole_px(config, mpp)
-    if config.blur_sigma_px > 0:
-        sigma = (config.blur_sigma_px, config.blur_sigma_px, 0)
-        rgb = ndimage.gaussian_filter(rgb, sigma=sigma, mode="nearest")
     if method is TissueMethod.FLUORESCENCE:
+        if config.blur_sigma_px > 0:
+            sigma = (config.blur_sigma_px, config.blur_sigma_px, 0)
+            rgb = ndimage.gaussian_filter(rgb, sigma=sigma, mode="nearest")
         return _clean(_fluorescent_signal(rgb), config, max_hole_px)
-    sat, value = saturation_value(rgb)  # value as uint8, 0-255
+    return _clean(_brightfield_mask(rgb, method, config), config, max_hole_px)
+
+
+#: rows of the image thresholded at a time: a whole-slide view (6,250² at 8 µm/px of a 100,000²
+#: slide) then needs a few strips' worth of float intermediates, not a few copies of the view
+_STRIP_ROWS = 512
+
+
+def _brightfield_mask(rgb: np.ndarray, method: TissueMethod, config: TissueConfig) -> np.ndarray:
+    """The thresholded mask before clean-up, computed strip by strip with identical results.
+
+    Each strip is read with a margin of the blur's reach plus one row (the pen mask's dilation), so
+    the blurred pixels and the dilated ink of the strip's own rows are those of the whole image.
+    """
+    rows = rgb.shape[0]
+    blur = config.blur_sigma_px
+    margin = (int(4.0 * blur + 0.5) if blur > 0 else 0) + 1  # scipy's kernel radius (truncate = 4) + 1
+
+    def strips() -> Iterator[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]]:
+        for start in range(0, rows, _STRIP_ROWS):
+            stop = min(rows, start + _STRIP_ROWS)
+            lo, hi = max(0, start - margin), min(rows, stop + margin)
+            strip = rgb[lo:hi]
+            if blur > 0:
+                strip = ndimage.gaussian_filter(strip, sigma=(blur, blur, 0), mode="nearest")
+            sat, value = saturation_value(strip)  # value as uint8, 0-255
+            yield start - lo, stop - lo, strip, sat, value
+
     min_sat = config.min_saturation
     if method is TissueMethod.OTSU:
-        min_sat = max(min_sat, _otsu(sat))
-    mask = (sat > min_sat) & (value < config.max_value * 255) & (value > config.min_value * 255)
-    if config.reject_pen:
-        mask &= ~_pen_mask(rgb, sat, config.min_saturation)
-    return _clean(mask, config, max_hole_px)
+        sat_all = np.empty(rgb.shape[:2], np.float32)
+        for (a, b, _, sat, _), start in zip(strips(), range(0, rows, _STRIP_ROWS)):
+            sat_all[start : start + b - a] = sat[a:b]
+        min_sat = max(min_sat, _otsu(sat_all))
+        del sat_all
+    mask = np.empty(rgb.shape[:2], bool)
+    for (a, b, strip, sat, value), start in zip(strips(), range(0, rows, _STRIP_ROWS)):
+        part = (sat > min_sat) & (value < config.max_value * 255) & (value > config.min_value * 255)
+        if config.reject_pen:
+            part &= ~_pen_mask(strip, sat, config.min_saturation)
+        mask[start : start + b - a] = part[a:b]
+    return mask
 
 
 def detect_pen(rgb: np.ndarray, min_saturation: float = 0.07) -> np.ndarray:
@@ -250,10 +285,15 @@ def _clean(mask: np.ndarray, config: TissueConfig, max_hole_px: float) -> np.nda
 
 def _drop_small(mask: np.ndarray, min_area_px: float) -> np.ndarray:
     """``mask`` without 8-connected regions smaller than ``min_area_px`` pixels."""
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    labels = np.empty(mask.shape, np.int32)
+    count = ndimage.label(mask, structure=np.ones((3, 3), bool), output=labels)
     if count == 0:
         return mask
-    areas = np.bincount(labels.ravel())
+    # by strips: bincount and keep[labels] of the whole image would each make an int64 copy of labels
+    strips = [labels[start : start + _STRIP_ROWS] for start in range(0, mask.shape[0], _STRIP_ROWS)]
+    areas = np.zeros(count + 1, np.int64)
+    for strip in strips:
+        areas += np.bincount(strip.ravel(), minlength=count + 1)
     keep = areas >= min_area_px
     keep[0] = False
-    return keep[labels]
+    return np.concatenate([keep[strip] for strip in strips])

@@ -66,6 +66,8 @@ def one_line(exc: BaseException, limit: int = 160) -> str:
 
 _POOL_LOCK = threading.Lock()
 _POOL: ThreadPoolExecutor | None = None
+#: tiles decoded (in parallel) before they are pasted into a window
+_PASTE_BATCH = 64
 
 
 def _decode_pool() -> ThreadPoolExecutor:
@@ -213,15 +215,19 @@ class TiledLevel(LevelReader):
             for ty in range(r0 // th, (r1 - 1) // th + 1)
             for tx in range(c0 // tw, (c1 - 1) // tw + 1)
         ]
-        if len(tiles) == 1:
-            decoded = [self._tile(*tiles[0])]
-        else:
-            decoded = list(_decode_pool().map(lambda t: self._tile(*t), tiles))
-        for (ty, tx), tile in zip(tiles, decoded):
-            y0, x0 = ty * th, tx * tw
-            ys, xs = max(r0, y0), max(c0, x0)
-            ye, xe = min(r1, y0 + tile.shape[0]), min(c1, x0 + tile.shape[1])
-            out[ys - r0 : ye - r0, xs - c0 : xe - c0] = tile[ys - y0 : ye - y0, xs - x0 : xe - x0]
+        # decoded a batch at a time and pasted: a whole level read (a tissue-mask view) never holds its
+        # decoded tiles and the output at once
+        for start in range(0, len(tiles), _PASTE_BATCH):
+            batch = tiles[start : start + _PASTE_BATCH]
+            if len(batch) == 1:
+                decoded = [self._tile(*batch[0])]
+            else:
+                decoded = list(_decode_pool().map(lambda t: self._tile(*t), batch))
+            for (ty, tx), tile in zip(batch, decoded):
+                y0, x0 = ty * th, tx * tw
+                ys, xs = max(r0, y0), max(c0, x0)
+                ye, xe = min(r1, y0 + tile.shape[0]), min(c1, x0 + tile.shape[1])
+                out[ys - r0 : ye - r0, xs - c0 : xe - c0] = tile[ys - y0 : ye - y0, xs - x0 : xe - x0]
         return out
 
 

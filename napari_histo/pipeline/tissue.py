@@ -35,6 +35,8 @@ __all__ = [
 
 #: µm/px of tissue masks: the ~32x level of a 40x scan, as most pipelines use
 DEFAULT_MASK_MPP = 8.0
+#: longer side of the thumbnail that tells brightfield from fluorescence (check_brightfield)
+_BRIGHTFIELD_CHECK_PX = 1024
 _MASK_PX_WITHOUT_MPP = 2048
 
 
@@ -101,7 +103,9 @@ def slide_tissue_mask(
     # µm/px of the mask pixels (the geometric mean keeps their area right if rows and cols differ)
     mpp = session.mpp * (downsample_rc[0] * downsample_rc[1]) ** 0.5 if session.mpp else None
     method, note = TissueMethod(method), ""
-    if method is not TissueMethod.FLUORESCENCE and (seen := check_brightfield(pixels)).kind == "fluorescence":
+    step = max(1, max(pixels.shape[:2]) // _BRIGHTFIELD_CHECK_PX)  # the check needs a thumbnail, not the view
+    seen = check_brightfield(pixels[::step, ::step])
+    if method is not TissueMethod.FLUORESCENCE and seen.kind == "fluorescence":
         method = TissueMethod.FLUORESCENCE
         note = (
             f"{session.name} looks like a fluorescence image ({seen.dark_fraction:.0%} dark background): "

@@ -192,3 +192,21 @@ def test_fluorescence_detector_finds_a_section_of_scattered_nuclei_on_a_dark_bac
     assert (mask & section).sum() / section.sum() > 0.9
     assert (mask & ~section).sum() / (~section).sum() < 0.1
     assert not detect_tissue(np.zeros((64, 64, 3), np.uint8), "fluorescence").any()  # black: no tissue
+
+
+@pytest.mark.parametrize("method", ["hsv", "otsu"])
+def test_strip_by_strip_detection_equals_whole_image_detection(method, monkeypatch):
+    """The mask is thresholded in strips of rows (bounded memory on a whole-slide view): same result."""
+    import napari_histo.core.tissue as tissue
+    from napari_histo.io import open_slide
+
+    with open_slide(shared_file("wsi", "CMU-1-Small-Region.svs")) as slide:
+        view = slide.read_region((0, 0), 0, slide.dimensions)[::4, ::4, :3].copy()
+    view[100:110, 50:400] = (20, 160, 40)  # a green pen stroke across strip borders
+    config = TissueConfig(blur_sigma_px=1.5)
+    monkeypatch.setattr(tissue, "_STRIP_ROWS", 10**6)
+    whole = detect_tissue(view, method, config, mpp=2.0)
+    monkeypatch.setattr(tissue, "_STRIP_ROWS", 37)  # strips far smaller than the blur's reach allows
+    strips = detect_tissue(view, method, config, mpp=2.0)
+    assert 0.2 < whole.mean() < 0.95 and not whole[100:110, 60:390].any()
+    np.testing.assert_array_equal(strips, whole)
