@@ -63,6 +63,7 @@ class Encoder:
     std: tuple[float, float, float]
     mpp: float | None = None
     tile_px: int | None = None
+    stain: dict[str, Any] | None = None  # a model directory's stain target (tiles normalised as trained)
 
     def describe(self) -> dict[str, Any]:
         """The identity recorded with the embeddings (and in a slide-level model's provenance)."""
@@ -142,7 +143,7 @@ def _from_model_dir(model: str) -> Encoder:
     return Encoder(
         spec.name or directory.name, file_digest(directory / WEIGHTS_FILE), str(directory), network,
         _feature_dim(network, spec.input_size), spec.input_size, spec.mean, spec.std,
-        spec.spacing_um_px, spec.patch_size_pixels,
+        spec.spacing_um_px, spec.patch_size_pixels, stain=spec.stain,
     )  # fmt: skip
 
 
@@ -354,6 +355,7 @@ class _ViewSpec:
 
     input_size: int
     tta: str = "none"
+    stain: dict[str, Any] | None = None
 
 
 def encode_batch(encoder: Encoder, batch: np.ndarray, device: Any, config: Any = None) -> np.ndarray:
@@ -367,6 +369,6 @@ def encode_batch(encoder: Encoder, batch: np.ndarray, device: Any, config: Any =
     config = config or InferenceConfig(device=str(device))
     mean = torch.tensor(encoder.mean, device=device).view(1, 3, 1, 1) * 255
     std = torch.tensor(encoder.std, device=device).view(1, 3, 1, 1) * 255
-    spec = cast(ModelSpec, _ViewSpec(encoder.input_size))  # only input_size and tta are read
+    spec = cast(ModelSpec, _ViewSpec(encoder.input_size, stain=encoder.stain))  # what is read of a spec
     views = _forward_views(encoder.network, batch, device, mean, std, spec, config, None)
     return views[0].cpu().numpy()
