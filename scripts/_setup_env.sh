@@ -14,6 +14,19 @@ echo "==> installing napari-histo[$extras] into .venv"
 python -m pip install -q --upgrade pip
 python -m pip install -q -e ".[$extras]"
 
+need_orthanc() {
+  # the DICOMweb tests serve a converted slide from a local Orthanc (127.0.0.1 only); without it they skip
+  command -v Orthanc >/dev/null && [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] && return 0
+  local sudo=""
+  [ "$(id -u)" != 0 ] && sudo="sudo"
+  echo "==> installing Orthanc and its DICOMweb plugin (apt), for the DICOMweb tests"
+  { $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends orthanc \
+      orthanc-dicomweb >/dev/null 2>&1 \
+    || { $sudo apt-get update -q >/dev/null 2>&1 && $sudo env DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -q --no-install-recommends orthanc orthanc-dicomweb >/dev/null 2>&1; }; } \
+    || echo "    Orthanc could not be installed: the DICOMweb tests will be skipped"
+}
+
 need_xvfb() {
   # napari's viewer needs a real X server with OpenGL; install Xvfb and the GL/xcb libraries once
   command -v xvfb-run >/dev/null && [ -e /usr/lib/x86_64-linux-gnu/libxcb-cursor.so.0 ] && return 0

@@ -214,6 +214,24 @@ class ExistingFile(click.Path):
         return super().convert(value, param, ctx)
 
 
+class SlideSource(ExistingFile):
+    """A slide: an existing file or folder (DICOM, OME-Zarr) as a :class:`~pathlib.Path`, or a URL
+    (``https://``, ``s3://``, ``gs://``, a DICOMweb series) as the text given (a ``Path`` would turn
+    its ``//`` into ``/``).  What the slide holds is checked when it opens."""
+
+    name = "slide"
+
+    def __init__(self) -> None:
+        click.Path.__init__(self, exists=True, dir_okay=True, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from napari_histo.io._remote import is_url
+
+        if isinstance(value, str) and is_url(value):
+            return value
+        return super().convert(value, param, ctx)
+
+
 def require_pair(first: tuple[str, object], second: tuple[str, object], fix: str) -> None:
     """Refuse ``first`` given without ``second`` (a usage error with ``fix``)."""
     (name, value), (other, other_value) = first, second

@@ -16,10 +16,11 @@ from napari_histo.cli._options import (
     SHARD,
     TILE_PX,
     WORKERS,
-    ExistingFile,
+    SlideSource,
 )
 from napari_histo.cli._progress import run_with_bar
 from napari_histo.cli._report import naming_folder
+from napari_histo.io.files import source_name
 
 __all__ = ["embed"]
 
@@ -34,7 +35,7 @@ ENCODER_HELP = (
 
 # fmt: off
 @click.command()
-@click.argument("slides", nargs=-1, required=True, type=ExistingFile())
+@click.argument("slides", nargs=-1, required=True, type=SlideSource())
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder: NAME.embeddings.zarr per slide.")
 @click.option("--encoder", default="pcam-mobilenetv2", show_default=True, help=ENCODER_HELP)
@@ -57,7 +58,7 @@ ENCODER_HELP = (
               help="Embed again slides whose table was made with other settings.")
 @click.option("--backend", type=BACKEND, default="auto", show_default=True, help=BACKEND_HELP)
 def embed(
-    slides: tuple[Path, ...], out_dir: Path, encoder: str, architecture: str | None, mpp: float | None,
+    slides: tuple[Path | str, ...], out_dir: Path, encoder: str, architecture: str | None, mpp: float | None,
     tile_px: int | None, min_tissue: float, batch_size: int, workers: int, device: str,
     slide_mpp: float | None, table_format: str, shard: tuple[int, int], overwrite: bool, backend: str,
 ) -> None:
@@ -95,10 +96,10 @@ def embed(
     for slide in chosen:
         with naming_folder(out_dir):
             task = slide_task("embed", CohortSlide(slide), out_dir, options, raise_errors=True)
-            outcome = run_with_bar(task, slide.name, "tile")
+            outcome = run_with_bar(task, source_name(slide), "tile")
         table = outcome.outputs.get("embeddings", "")
         if outcome.status == "skipped":
-            click.echo(f"{slide.name}: already embedded ({table}); delete it to run again")
+            click.echo(f"{source_name(slide)}: already embedded ({table}); delete it to run again")
         else:
-            click.echo(f"{slide.name}: {outcome.tiles:,} tiles embedded with {loaded.name} "
+            click.echo(f"{source_name(slide)}: {outcome.tiles:,} tiles embedded with {loaded.name} "
                        f"({loaded.feature_dim} features) -> {table}")  # fmt: skip

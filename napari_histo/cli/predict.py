@@ -19,10 +19,12 @@ from napari_histo.cli._options import (
     SHARD,
     WORKERS,
     ExistingFile,
+    SlideSource,
     require_pair,
 )
 from napari_histo.cli._progress import run_with_bar
 from napari_histo.cli._report import naming_folder
+from napari_histo.io.files import source_name
 
 __all__ = ["predict"]
 
@@ -33,7 +35,7 @@ PathIn = ExistingFile()
 
 
 @click.command()
-@click.argument("slides", nargs=-1, required=True, type=PathIn)
+@click.argument("slides", nargs=-1, required=True, type=SlideSource())
 @click.option("--model", "model_dir", required=True, help=MODEL_HELP)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (one set of files per slide).")
@@ -59,7 +61,7 @@ PathIn = ExistingFile()
               help="Also write NAME.ome.zarr: the maps as OME-Zarr (NGFF 0.4) for QuPath 0.6+ and "
                    "napari-ome-zarr (made from the finished store; added to earlier runs too).")
 def predict(
-    slides: tuple[Path, ...], model_dir: str, out_dir: Path, device: str, batch_size: int, workers: int,
+    slides: tuple[Path | str, ...], model_dir: str, out_dir: Path, device: str, batch_size: int, workers: int,
     min_tissue: float, slide_mpp: float | None, stain: str | None, stain_ref: Path | None,
     shard: tuple[int, int], compile_model: bool, overwrite: bool, backend: str, ome_zarr: bool,
 ) -> None:
@@ -149,30 +151,31 @@ def predict(
     for slide in chosen:  # the same per-slide task as ``histo cohort predict``, one after another
         with naming_folder(out_dir):
             task = slide_task("predict", CohortSlide(slide), out_dir, options, raise_errors=True)
-            outcome = run_with_bar(task, slide.name, "tile")
+            outcome = run_with_bar(task, source_name(slide), "tile")
         if ome_zarr:  # from the finished store (a no-op when the job wrote it already)
             write_ome_zarr_output(slide, out_dir, model.spec.class_names, model.spec.class_colors)
         if outcome.status == "skipped":
-            click.echo(f"{slide.name}: already done (delete its .summary.json to run again)")
+            click.echo(f"{source_name(slide)}: already done (delete its .summary.json to run again)")
         else:
             summary = json.loads(outputs_for(slide, out_dir)["summary"].read_text())
             if summary.get("task") == "segmentation":
                 areas = segmentation_areas_text(summary["classes"])
-                click.echo(f"{slide.name}: {summary['n_tiles']} tiles segmented, {areas}")
+                click.echo(f"{source_name(slide)}: {summary['n_tiles']} tiles segmented, {areas}")
                 continue
             call = summary["slide_call"]
-            click.echo(f"{slide.name}: {summary['n_tiles']} tiles, call {call['class']} "
+            click.echo(f"{source_name(slide)}: {summary['n_tiles']} tiles, call {call['class']} "
                        f"(mean p={call['mean_probability']:.2f})")  # fmt: skip
 
 
-def _predict_slide_level(slides: list[Path], model_dir: str, out_dir: Path, **options: object) -> None:
+def _predict_slide_level(slides: list[Path | str], model_dir: str, out_dir: Path, **options: object) -> None:
     """``histo predict`` with a MIL model directory: one slide-level call per slide."""
     from napari_histo.pipeline.slide_level import run_slide_level, slide_level_outputs
     from napari_histo.pipeline.tiles import slide_stem
 
     for slide in slides:
         with naming_folder(out_dir):
-            result = run_with_bar(run_slide_level(slide, model_dir, out_dir, **options), slide.name, "tile")  # type: ignore[arg-type]
+            work = run_slide_level(slide, model_dir, out_dir, **options)  # type: ignore[arg-type]
+            result = run_with_bar(work, source_name(slide), "tile")
         shown = slide_level_outputs(slide_stem(slide), out_dir)
-        click.echo(f"{slide.name}: {len(result.attention):,} tiles, slide call {result.call} "
+        click.echo(f"{source_name(slide)}: {len(result.attention):,} tiles, slide call {result.call} "
                    f"(p={result.probability:.2f}); attention: {shown['geojson']}")  # fmt: skip

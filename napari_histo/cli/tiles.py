@@ -18,6 +18,7 @@ from napari_histo.cli._options import (
     TILE_PX,
     WORKERS,
     ExistingFile,
+    SlideSource,
 )
 from napari_histo.cli._progress import run_with_bar
 from napari_histo.cli._report import naming_folder
@@ -25,6 +26,7 @@ from napari_histo.core.memory import check_allocation
 from napari_histo.core.tile_labels import TileLabelRule
 from napari_histo.core.tiling import mpp_from_magnification
 from napari_histo.core.tissue import TissueMethod
+from napari_histo.io.files import source_name
 from napari_histo.pipeline.session import open_session
 from napari_histo.pipeline.tiles import export_slide_tiles
 
@@ -32,7 +34,7 @@ __all__ = ["tiles"]
 
 
 @click.command()
-@click.argument("slide", type=ExistingFile())
+@click.argument("slide", type=SlideSource())
 @click.option(
     "--out",
     "out_dir",
@@ -96,7 +98,7 @@ __all__ = ["tiles"]
     "(without it such a re-run is refused).",
 )
 def tiles(
-    slide: Path,
+    slide: Path | str,
     out_dir: Path,
     target_mpp: float | None,
     magnification: float | None,
@@ -143,7 +145,7 @@ def tiles(
             min_tissue=min_tissue, tissue_method=tissue_method, annotations=annotations,
             label_rule=label_mode, image_format=image_format, workers=workers, overwrite=overwrite,
         )  # fmt: skip
-        click.echo(f"{slide.name}: {next(work).stage} ({tile_px} px at {mpp:g} µm/px)")
+        click.echo(f"{source_name(slide)}: {next(work).stage} ({tile_px} px at {mpp:g} µm/px)")
         export = run_with_bar(work, "tiles", "tile")
     _summary(out_dir, export.labels, len(export.grid))
 

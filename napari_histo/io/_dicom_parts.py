@@ -10,10 +10,13 @@ read with ``wsidicom``'s ``read_region`` at that level's own pixel grid.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -170,15 +173,76 @@ def open_dicomweb(url: str) -> SlideParts:
     """Open a DICOMweb series (see the module docstring for the URL form)."""
     root, study, series = parse_dicomweb_url(url)
     wsidicom = wsidicom_module(url)
+    stored = stored_transfer_syntax(root, study, series)
+    requested = None
+    if stored is not None:  # the stored syntax first: frames as stored, never transcoded by the server
+        from wsidicom.web import wsidicom_web_source as web_source
+
+        fallback = [str(uid) for uid in getattr(web_source, "PREFERED_WEB_TRANSFER_SYNTAXES", [])]
+        requested = [stored, *(uid for uid in fallback if uid != stored)]
     try:
-        client = wsidicom.WsiDicomWebClient.create_client(root)
-        wsi = wsidicom.WsiDicom.open_web(client, study, series)
+        with _quiet_bulk_data():
+            client = wsidicom.WsiDicomWebClient.create_client(root)
+            wsi = wsidicom.WsiDicom.open_web(client, study, series, requested_transfer_syntax=requested)
     except Exception as exc:  # network, authentication, no such series ...
         raise CorruptSlideError(
             f"{url}: the DICOMweb series cannot be opened ({one_line(exc)}). Check the URL, the server "
             "and the network."
         ) from exc
     return _parts_or_close(_DicomHandle(wsi), url)
+
+
+@contextmanager
+def _quiet_bulk_data() -> Iterator[None]:
+    """pydicom warns (and logs) once per instance that it does not fetch bulk data such as the ICC
+    profile from DICOMweb metadata; the slide reads without it (raw colours, ``color="raw"``)."""
+    logger = logging.getLogger("pydicom")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="No bulk data URI handler", category=UserWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+_WSM_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"  # VL Whole Slide Microscopy Image Storage
+_FRAME_SYNTAX = re.compile(r"transfer-syntax=\"?([0-9.]+)")
+
+
+def stored_transfer_syntax(root: str, study: str, series: str, timeout: float = 10.0) -> str | None:
+    """The transfer syntax a DICOMweb series' pyramid frames are stored in, or ``None`` when unknown.
+
+    Asks for one frame with ``transfer-syntax=*`` (DICOMweb: "as stored") and reads the syntax from
+    the reply's content type.  wsidicom's own default prefers JPEG baseline, which makes a server
+    transcode frames stored otherwise; measured on Orthanc 1.10 with lossless-JPEG (YBR_FULL) frames,
+    the transcoded frames came back in the wrong colours (mean error 47 grey levels), while frames as
+    stored are the source's pixels exactly.
+    """
+    try:
+        import requests
+
+        base = f"{root.rstrip('/')}/studies/{study}/series/{series}"
+        reply = requests.get(f"{base}/instances", params={"includefield": "00080008"},
+                             headers={"Accept": "application/dicom+json"}, timeout=timeout)  # fmt: skip
+        reply.raise_for_status()
+        instances = [
+            item for item in reply.json()
+            if _WSM_SOP_CLASS in item.get("00080016", {}).get("Value", [])
+        ]  # fmt: skip
+        volumes = [i for i in instances if "VOLUME" in i.get("00080008", {}).get("Value", [])]
+        if not (volumes or instances):
+            return None
+        uid = (volumes or instances)[0]["00080018"]["Value"][0]
+        accept = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
+        with requests.get(f"{base}/instances/{uid}/frames/1", headers={"Accept": accept}, timeout=timeout,
+                          stream=True) as frame:  # fmt: skip
+            frame.raise_for_status()
+            found = _FRAME_SYNTAX.search(frame.headers.get("Content-Type", ""))
+        return found[1] if found else None
+    except Exception:  # noqa: BLE001 - any server that cannot say: wsidicom's own choice
+        return None
 
 
 def _parts_or_close(handle: _DicomHandle, name: str) -> SlideParts:

@@ -52,8 +52,16 @@ def is_url(source: object) -> bool:
 
 
 def url_name(url: str) -> str:
-    """The file name at the end of a URL's path (``CMU-1.svs`` of ``https://host/a/CMU-1.svs?x=1``)."""
+    """The file name at the end of a URL's path (``CMU-1.svs`` of ``https://host/a/CMU-1.svs?x=1``).
+
+    A DICOMweb series (``.../studies/<UID>/series/<UID>``) is named after its series UID with ``_``
+    for ``.``: output files are named after the slide up to its first dot, and series of one
+    institution share their UIDs' leading parts.
+    """
     path = unquote(urlparse(url).path).rstrip("/")
+    series = re.search(r"/studies/[0-9.]+/series/([0-9.]+)$", path)
+    if series:
+        return series[1].replace(".", "_")
     return path.rsplit("/", 1)[-1] or urlparse(url).netloc or url
 
 

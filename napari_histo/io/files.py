@@ -23,10 +23,30 @@ __all__ = [
     "file_digest",
     "read_settings",
     "settings_changes",
+    "source_bytes",
+    "source_name",
     "write_bytes_atomic",
     "write_png",
     "write_settings",
 ]
+
+
+def source_name(source: str | os.PathLike[str]) -> str:
+    """The file (or folder) name of a slide given as a local path or a URL (``CMU-1.svs``; a DICOMweb
+    series URL gives its series UID): what output files are named after."""
+    from napari_histo.io._remote import is_url, url_name
+
+    return url_name(source) if is_url(source) else Path(source).name  # type: ignore[arg-type]
+
+
+def source_bytes(source: str | os.PathLike[str]) -> int | None:
+    """Size of a local slide file (recorded to notice a changed slide); ``None`` for a folder or a URL."""
+    from napari_histo.io._remote import is_url
+
+    if is_url(source):
+        return None
+    path = Path(source)
+    return path.stat().st_size if path.is_file() else None
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], payload: bytes) -> Path:

@@ -24,6 +24,7 @@ import numpy as np
 from napari_histo.core.progress import Progress
 from napari_histo.core.tiling import TileGrid, grid_cells
 from napari_histo.errors import InvalidParameterError
+from napari_histo.io.files import source_bytes
 from napari_histo.io.prediction_store import PredictionStore
 from napari_histo.io.regions import iter_tiles
 from napari_histo.io.slide import Slide
@@ -300,7 +301,7 @@ def _forward_views(
 def _fingerprint(slide: Slide, spec: ModelSpec, grid: TileGrid) -> dict[str, Any]:
     return {
         "slide": slide.path.name,
-        "slide_bytes": slide.path.stat().st_size,
+        "slide_bytes": source_bytes(slide.source),
         "architecture": spec.architecture,
         "class_names": list(spec.class_names),
         "n_tiles": len(grid),

@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Any
 from napari_histo.core.progress import Progress
 from napari_histo.errors import HistoError, InvalidParameterError, SlideNotFoundError
 from napari_histo.io import SLIDE_EXTENSIONS
-from napari_histo.io.files import write_bytes_atomic
+from napari_histo.io._remote import is_url
+from napari_histo.io.files import source_name, write_bytes_atomic
 
 if TYPE_CHECKING:
     import distributed
@@ -65,7 +66,7 @@ REPORT_COLUMNS = ("slide", "status", "tiles", "seconds", "error", "outputs", "mp
 class CohortSlide:
     """One slide of a cohort: its path and, from a manifest, its µm/px, label and patient."""
 
-    path: Path
+    path: Path | str  # a local file or folder, or a URL (kept as given)
     mpp: float | None = None
     label: str | None = None
     patient: str | None = None
@@ -166,13 +167,13 @@ def _read_manifest(path: Path) -> list[CohortSlide]:
 # ------------------------------------------------------------------------------------------- one slide task
 
 
-def _stem(path: Path) -> str:
+def _stem(path: Path | str) -> str:
     from napari_histo.pipeline.tiles import slide_stem
 
     return slide_stem(path)
 
 
-def task_outputs(job: str, slide_path: Path, out_dir: Path) -> dict[str, Path]:
+def task_outputs(job: str, slide_path: Path | str, out_dir: Path) -> dict[str, Path]:
     """The files ``job`` writes for one slide under ``out_dir``; ``"done"`` is the one written last."""
     if job == "predict":
         from napari_histo.pipeline.slide_job import outputs_for
@@ -288,7 +289,7 @@ def slide_task(
         raise InvalidParameterError(f"unknown cohort job {job!r}; choose one of {', '.join(JOBS)}")
     start = time.perf_counter()
     out_dir = Path(out_dir)
-    path = Path(slide.path)
+    path = slide.path if is_url(slide.path) else Path(slide.path)
     outputs = task_outputs(job, path, out_dir)
     shown = {k: str(v) for k, v in outputs.items() if k != "done"} or {job: str(outputs["done"])}
     slide_mpp = slide.mpp if slide.mpp is not None else options.get("slide_mpp")
@@ -338,7 +339,7 @@ def _same_settings(done: Path, job: str, options: dict[str, Any]) -> bool:
 
 
 def _predict(
-    path: Path,
+    path: Path | str,
     out_dir: Path,
     options: dict[str, Any],
     slide_mpp: float | None,
@@ -371,7 +372,9 @@ def _predict(
     return ("skipped" if summary.get("skipped") else "done"), int(summary.get("n_tiles", 0))
 
 
-Verb = Callable[[Path, dict[str, Path], dict[str, Any], "float | None", bool], Generator[Any, None, int]]
+Verb = Callable[
+    ["Path | str", dict[str, Path], dict[str, Any], "float | None", bool], Generator[Any, None, int]
+]
 
 
 def _record(done: Path, job: str, options: dict[str, Any], **extra: Any) -> None:
@@ -380,7 +383,11 @@ def _record(done: Path, job: str, options: dict[str, Any], **extra: Any) -> None
 
 
 def _tiles(
-    path: Path, outputs: dict[str, Path], options: dict[str, Any], slide_mpp: float | None, overwrite: bool
+    path: Path | str,
+    outputs: dict[str, Path],
+    options: dict[str, Any],
+    slide_mpp: float | None,
+    overwrite: bool,
 ) -> Generator[Any, None, int]:
     from napari_histo.pipeline.session import open_session
     from napari_histo.pipeline.tiles import export_slide_tiles
@@ -401,17 +408,21 @@ def _tiles(
             overwrite=overwrite,
         )
     tiles = len(export.grid)
-    _record(outputs["done"], "tiles", options, slide=path.name, tiles=tiles, grid_tiles=export.total)
+    _record(outputs["done"], "tiles", options, slide=source_name(path), tiles=tiles, grid_tiles=export.total)
     return tiles
 
 
 def _stain(
-    path: Path, outputs: dict[str, Path], options: dict[str, Any], slide_mpp: float | None, overwrite: bool
+    path: Path | str,
+    outputs: dict[str, Path],
+    options: dict[str, Any],
+    slide_mpp: float | None,
+    overwrite: bool,
 ) -> Generator[Any, None, int]:
     from napari_histo.pipeline.session import open_session
     from napari_histo.pipeline.stain import DEFAULT_FIT_MPP, fit_stain_on_slide
 
-    yield Progress(0, 1, f"{path.name}: fitting the stain")
+    yield Progress(0, 1, f"{source_name(path)}: fitting the stain")
     with open_session(path, slide_mpp, on_error="raise") as session:
         params = fit_stain_on_slide(
             session,
@@ -419,21 +430,25 @@ def _stain(
             fit_mpp=float(options.get("fit_mpp") or DEFAULT_FIT_MPP),
         )
     record = json.loads(params.to_json())
-    _record(outputs["done"], "stain", options, slide=path.name, tiles=0, stain=record)
-    yield Progress(1, 1, f"{path.name}: stain fitted")
+    _record(outputs["done"], "stain", options, slide=source_name(path), tiles=0, stain=record)
+    yield Progress(1, 1, f"{source_name(path)}: stain fitted")
     return 0
 
 
 def _info(
-    path: Path, outputs: dict[str, Path], options: dict[str, Any], slide_mpp: float | None, overwrite: bool
+    path: Path | str,
+    outputs: dict[str, Path],
+    options: dict[str, Any],
+    slide_mpp: float | None,
+    overwrite: bool,
 ) -> Generator[Any, None, int]:
     from napari_histo.io import open_slide
 
-    yield Progress(0, 1, f"{path.name}: reading its metadata")
+    yield Progress(0, 1, f"{source_name(path)}: reading its metadata")
     with open_slide(path, mpp=slide_mpp) as opened:
         info = opened.info()
-    _record(outputs["done"], "info", options, slide=path.name, tiles=0, info=info)
-    yield Progress(1, 1, f"{path.name}: done")
+    _record(outputs["done"], "info", options, slide=source_name(path), tiles=0, info=info)
+    yield Progress(1, 1, f"{source_name(path)}: done")
     return 0
 
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from napari_histo import __version__
 from napari_histo.errors import InvalidParameterError, NoTissueError
-from napari_histo.io.files import settings_changes
+from napari_histo.io.files import settings_changes, source_bytes
 from napari_histo.models.engine import InferenceConfig, InferenceProgress
 from napari_histo.pipeline.session import SlideSession, open_session
 from napari_histo.pipeline.tiles import EarlierOutputsWarning, slide_stem
@@ -87,7 +87,7 @@ class EmbedSettings:
 
 def embeddings_path(slide_path: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> Path:
     """``out_dir/<slide stem>.embeddings.zarr``."""
-    return Path(out_dir) / f"{slide_stem(Path(slide_path))}{EMBEDDINGS_SUFFIX}"
+    return Path(out_dir) / f"{slide_stem(slide_path)}{EMBEDDINGS_SUFFIX}"
 
 
 def read_embeddings(path: str | os.PathLike[str]) -> Embeddings:
@@ -118,7 +118,7 @@ def read_embeddings(path: str | os.PathLike[str]) -> Embeddings:
 def _settings(session: SlideSession, encoder: Encoder, grid: Any, min_tissue: float) -> dict[str, Any]:
     return {
         "slide": session.name,
-        "slide_bytes": session.path.stat().st_size if session.path.is_file() else None,
+        "slide_bytes": source_bytes(session.slide.source),
         "slide_mpp": session.mpp,
         "encoder": encoder.name,
         "encoder_hash": encoder.hash,
@@ -326,7 +326,12 @@ def _encoder(options: dict[str, Any], device: str) -> Any:
 
 
 def embed_task(
-    path: Path, out_dir: Path, options: dict[str, Any], slide_mpp: float | None, overwrite: bool, device: str
+    path: Path | str,
+    out_dir: Path,
+    options: dict[str, Any],
+    slide_mpp: float | None,
+    overwrite: bool,
+    device: str,
 ) -> Generator[Any, None, tuple[str, int]]:
     """The cohort's ``embed`` job on one slide: ``("done" | "skipped", tiles)``."""
     out = embeddings_path(path, out_dir)

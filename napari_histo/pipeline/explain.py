@@ -14,7 +14,7 @@ import numpy as np
 from napari_histo.core.progress import Progress
 from napari_histo.core.tiling import TileGrid, resize_tile, select_tiles
 from napari_histo.errors import InvalidImageError, InvalidParameterError
-from napari_histo.io.files import write_bytes_atomic, write_png
+from napari_histo.io.files import source_name, write_bytes_atomic, write_png
 from napari_histo.io.regions import read_tile
 from napari_histo.pipeline.model import ModelHandle
 from napari_histo.pipeline.qupath import write_tiles_geojson
@@ -185,9 +185,9 @@ def _write_npy(path: Path, array: np.ndarray) -> Path:
     return write_bytes_atomic(path, buffer.getvalue())
 
 
-def slide_outputs(slide_path: Path, out_dir: Path) -> dict[str, Path]:
-    """The files :func:`explain_slide` writes for ``slide_path``."""
-    stem = slide_path.name.split(".")[0]
+def slide_outputs(slide_path: Path | str, out_dir: Path) -> dict[str, Path]:
+    """The files :func:`explain_slide` writes for ``slide_path`` (a path or a URL)."""
+    stem = source_name(slide_path).split(".")[0]
     return {
         "overlay": out_dir / f"{stem}.gradcam.png",
         "maps": out_dir / f"{stem}.gradcam.npy",

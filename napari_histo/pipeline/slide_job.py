@@ -28,6 +28,8 @@ from napari_histo.io.files import (
     file_digest,
     read_settings,
     settings_changes,
+    source_bytes,
+    source_name,
     write_bytes_atomic,
     write_png,
     write_settings,
@@ -60,7 +62,7 @@ __all__ = [
 class SlideJob:
     """What to run on one slide (a cohort task is one of these)."""
 
-    slide_path: Path
+    slide_path: Path | str  # a local file or folder, or a URL (kept as given: Path would mangle it)
     out_dir: Path
     config: InferenceConfig = field(default_factory=InferenceConfig)
     min_tissue: float = 0.5
@@ -72,13 +74,13 @@ class SlideJob:
     backend: str = "auto"  # what reads the slide (open_slide's backend=)
 
 
-def outputs_for(slide_path: Path, out_dir: Path) -> dict[str, Path]:
+def outputs_for(slide_path: Path | str, out_dir: Path) -> dict[str, Path]:
     """The files a job writes for ``slide_path`` (``settings``: what made the others).
 
     A classifier writes ``zarr`` and ``geojson``; a segmentation model writes ``mask`` instead.
     ``ome_zarr`` (OME-NGFF) is written on request (``SlideJob.ome_zarr``, ``histo predict --ome-zarr``).
     """
-    stem = slide_path.name.split(".")[0]
+    stem = source_name(slide_path).split(".")[0]
     return {
         "zarr": out_dir / f"{stem}.zarr",
         "mask": out_dir / f"{stem}.mask.zarr",  # a segmentation model's stitched class map
@@ -150,7 +152,7 @@ def _run_segmentation_job(
 
 
 def write_ome_zarr_output(
-    slide_path: Path,
+    slide_path: Path | str,
     out_dir: Path,
     class_names: Sequence[str],
     class_colors: Sequence[Any],
@@ -187,7 +189,7 @@ def summarize_segmentation(
     pixel_mm2 = (result.mpp / 1000) ** 2
     total = int(counts.sum())
     return {
-        "slide": job.slide_path.name,
+        "slide": source_name(job.slide_path),
         "model": model_name,
         "task": "segmentation",
         "class_names": list(class_names),
@@ -258,8 +260,8 @@ def job_settings(job: SlideJob, model: ModelHandle) -> dict[str, Any]:
         if (model.directory / name).is_file()
     }
     return {
-        "slide": job.slide_path.name,
-        "slide_bytes": job.slide_path.stat().st_size,
+        "slide": source_name(job.slide_path),
+        "slide_bytes": source_bytes(job.slide_path),
         "model": model.spec.name or model.spec.architecture,
         "model_files": files,
         "min_tissue": float(job.min_tissue),
@@ -290,7 +292,7 @@ def check_earlier_outputs(job: SlideJob, model: ModelHandle, settings: dict[str,
     if not changes:
         return done
     changed = "; ".join(changes)
-    name = job.slide_path.name
+    name = source_name(job.slide_path)
     if done and not job.overwrite:
         raise InvalidParameterError(
             f"{outputs['summary']} was made with other settings ({changed}): write to another folder "
@@ -328,7 +330,7 @@ def summarize(result: TilePredictions, job: SlideJob, tissue_fractions: np.ndarr
     mean_probability = result.probabilities.mean(axis=0)
     call = int(mean_probability.argmax())
     return {
-        "slide": job.slide_path.name,
+        "slide": source_name(job.slide_path),
         "model": spec.name or spec.architecture,
         "class_names": list(spec.class_names),
         "n_tiles": len(grid),

@@ -37,6 +37,8 @@ from napari_histo.io.files import (
     file_digest,
     read_settings,
     settings_changes,
+    source_bytes,
+    source_name,
     write_bytes_atomic,
     write_settings,
 )
@@ -81,13 +83,13 @@ class TileExport:
     annotation_classes: tuple[str, ...] = ()  # every class the annotations named
 
 
-def slide_stem(path: Path) -> str:
-    """File name without the slide extension (``a.b.ome.tif`` -> ``a.b``)."""
-    name = path.name
+def slide_stem(path: str | os.PathLike[str]) -> str:
+    """File name without the slide extension (``a.b.ome.tif`` -> ``a.b``); a URL's file name likewise."""
+    name = source_name(path)
     for ext in sorted(SLIDE_EXTENSIONS, key=len, reverse=True):
         if name.lower().endswith(ext):
             return name[: -len(ext)]
-    return path.stem
+    return Path(name).stem
 
 
 def patch_path(out_dir: Path, slide_name: str, label: str, row: int, col: int, fmt: str) -> Path:
@@ -126,7 +128,7 @@ def export_slide_tiles(
     if overlap_px >= tile_px:
         raise InvalidParameterError(f"overlap {overlap_px} px must be smaller than the tile ({tile_px} px)")
     settings = {
-        "slide": session.name, "slide_bytes": session.path.stat().st_size, "slide_mpp": session.mpp,
+        "slide": session.name, "slide_bytes": source_bytes(session.slide.source), "slide_mpp": session.mpp,
         "mpp": float(target_mpp), "tile_px": int(tile_px), "overlap_px": int(overlap_px),
         "min_tissue": float(min_tissue), "tissue_method": str(getattr(tissue_method, "value", tissue_method)),
         "annotations": None if annotations is None else file_digest(annotations),

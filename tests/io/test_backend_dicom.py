@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -126,3 +127,115 @@ def test_napari_reader_reads_a_dicom_folder(dicom_folder):
     assert kwargs["metadata"]["napari_histo"]["info"]["backend"] == "wsidicom"
     with open_slide(shared_file("wsi", "CMU-1-Small-Region.svs")) as ref:
         np.testing.assert_array_equal(np.asarray(data[0][:256, :256]), ref.read_region((0, 0), 0, (256, 256)))
+
+
+# ---------------------------------------------------------------- DICOMweb, served by a local Orthanc
+#
+# Orthanc (Debian packages orthanc + orthanc-dicomweb; scripts/test installs them) serves the converted
+# series on 127.0.0.1 only; nothing outside this machine is reached.
+
+
+@pytest.fixture(scope="module")
+def dicomweb_series(dicom_folder, tmp_path_factory):
+    import json
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    requests = pytest.importorskip("requests")
+    orthanc = shutil.which("Orthanc")
+    plugin = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+    if orthanc is None or not plugin.exists():
+        pytest.skip(
+            "Orthanc with its DICOMweb plugin is not installed (apt install orthanc orthanc-dicomweb)"
+        )
+    work = tmp_path_factory.mktemp("orthanc")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = {
+        "Name": "napari-histo-test", "StorageDirectory": str(work), "IndexDirectory": str(work),
+        "HttpPort": port, "DicomServerEnabled": False, "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False, "Plugins": [str(plugin)],
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+    }  # fmt: skip
+    (work / "orthanc.json").write_text(json.dumps(config))
+    log = open(work / "orthanc.log", "wb")
+    server = subprocess.Popen([orthanc, str(work / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                if requests.get(f"{base}/system", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        else:
+            pytest.fail(f"Orthanc did not start: {(work / 'orthanc.log').read_text()[-2000:]}")
+        for path in sorted(dicom_folder.glob("*.dcm")):
+            reply = requests.post(f"{base}/instances", data=path.read_bytes(), timeout=30)
+            assert reply.ok, reply.text
+        import pydicom
+
+        first = pydicom.dcmread(next(dicom_folder.glob("*.dcm")), stop_before_pixels=True)
+        yield f"{base}/dicom-web/studies/{first.StudyInstanceUID}/series/{first.SeriesInstanceUID}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+def test_dicomweb_series_reads_the_pixels_of_the_folder(dicom_folder, dicomweb_series):
+    from napari_histo.io._dicom_parts import parse_dicomweb_url, stored_transfer_syntax
+
+    # frames are asked for as stored (lossless JPEG here): the server transcodes nothing
+    assert stored_transfer_syntax(*parse_dicomweb_url(dicomweb_series)) == "1.2.840.10008.1.2.4.57"
+    rng = np.random.default_rng(15)
+    with open_slide(dicomweb_series) as web, open_slide(dicom_folder) as local:
+        assert web.backend == "wsidicom" and web.format == "dicom"
+        assert web.dimensions == local.dimensions and web.level_count == local.level_count
+        assert web.mpp == pytest.approx(local.mpp)
+        assert set(web.associated_names) >= {"label", "macro"}
+        rows, cols = local.dimensions
+        for _ in range(30):
+            h, w = (int(n) for n in rng.integers(1, 300, 2))
+            r, c = int(rng.integers(0, rows - h + 1)), int(rng.integers(0, cols - w + 1))
+            np.testing.assert_array_equal(
+                web.read_region((r, c), 0, (h, w)), local.read_region((r, c), 0, (h, w))
+            )
+        for level in range(1, web.level_count):  # every coarser level, whole, through the lazy arrays
+            np.testing.assert_array_equal(np.asarray(web.levels[level]), np.asarray(local.levels[level]))
+
+
+def test_histo_info_tiles_and_predict_on_a_dicomweb_url(dicomweb_series, tmp_path):
+    series_uid = dicomweb_series.rsplit("/", 1)[-1]
+    name = series_uid.replace(".", "_")  # outputs are named up to a slide's first dot
+    result = CliRunner().invoke(cli, ["info", dicomweb_series])
+    assert result.exit_code == 0, result.output
+    assert "dicom (read by wsidicom)" in result.output and "2,220 x 2,967" in result.output
+    out = tmp_path / "tiles"
+    result = CliRunner().invoke(
+        cli, ["tiles", dicomweb_series, "--out", str(out), "--mpp", "2", "--tile-px", "128"]
+    )
+    assert result.exit_code == 0, result.output
+    assert len(list((out / "tissue").glob(f"{name}_x*_y*.png"))) > 3
+    result = CliRunner().invoke(
+        cli, ["predict", dicomweb_series, "--model", "pcam-mobilenetv2", "--out", str(tmp_path / "p")]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"{name}: " in result.output and (tmp_path / "p" / f"{name}.geojson").is_file()
+
+
+def test_histo_tiles_and_predict_on_a_dicom_folder(dicom_folder, tmp_path):
+    result = CliRunner().invoke(
+        cli, ["tiles", str(dicom_folder), "--out", str(tmp_path / "t"), "--mpp", "2", "--tile-px", "128"]
+    )
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "t" / "tissue").glob("CMU-1-Small-Region_x*_y*.png"))) > 3
+    result = CliRunner().invoke(
+        cli, ["predict", str(dicom_folder), "--model", "pcam-mobilenetv2", "--out", str(tmp_path / "p")]
+    )
+    assert result.exit_code == 0, result.output
+    summary = (tmp_path / "p" / "CMU-1-Small-Region.summary.json").read_text()
+    assert '"n_tiles"' in summary
