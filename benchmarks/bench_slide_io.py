@@ -15,6 +15,7 @@ built-in tifffile one, in the same run:
   * ``openslide`` back-end on each real slide (and OpenSlide itself, the peer);
   * ``wsidicom`` back-end on CMU-1-Small-Region converted to DICOM by
     wsidicomizer (lossless JPEG frames; made once in --work);
+  * the same DICOM files over DICOMweb, served by a local Orthanc (when installed);
   * remote reads: each real slide served by a local ``http.server`` on
     127.0.0.1 (range requests), read through fsspec: regions/s, and bytes the
     server sent per region and to open (against the file size).
@@ -305,6 +306,13 @@ def backend_rows(slides: list[Path], work: Path, reads: int) -> dict:
                 "histo tifffile (SVS)": _histo_rate(cmu, locations),
                 "histo wsidicom (DICOM copy)": _histo_rate(dicom, locations),
             }
+            from _orthanc import dicomweb_series, orthanc_available
+
+            if orthanc_available():  # the same DICOM files served over DICOMweb by a local Orthanc
+                with dicomweb_series(dicom, work / "orthanc") as url:
+                    row["histo wsidicom (DICOMweb, cold)"] = _histo_rate(url, locations)
+            else:
+                print("    DICOMweb row skipped: apt install orthanc orthanc-dicomweb", flush=True)
             print(f"\n{cmu.name} as DICOM (lossless JPEG frames)", flush=True)
             for name, value in row.items():
                 print(f"  {name:<28} {value:8.1f} regions/s", flush=True)

@@ -137,53 +137,19 @@ def test_napari_reader_reads_a_dicom_folder(dicom_folder):
 
 @pytest.fixture(scope="module")
 def dicomweb_series(dicom_folder, tmp_path_factory):
-    import json
-    import shutil
-    import socket
-    import subprocess
-    import time
+    import sys
 
-    requests = pytest.importorskip("requests")
-    orthanc = shutil.which("Orthanc")
-    plugin = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
-    if orthanc is None or not plugin.exists():
+    pytest.importorskip("requests")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from _orthanc import dicomweb_series as serve
+    from _orthanc import orthanc_available
+
+    if not orthanc_available():
         pytest.skip(
             "Orthanc with its DICOMweb plugin is not installed (apt install orthanc orthanc-dicomweb)"
         )
-    work = tmp_path_factory.mktemp("orthanc")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = {
-        "Name": "napari-histo-test", "StorageDirectory": str(work), "IndexDirectory": str(work),
-        "HttpPort": port, "DicomServerEnabled": False, "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False, "Plugins": [str(plugin)],
-        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-    }  # fmt: skip
-    (work / "orthanc.json").write_text(json.dumps(config))
-    log = open(work / "orthanc.log", "wb")
-    server = subprocess.Popen([orthanc, str(work / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                if requests.get(f"{base}/system", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        else:
-            pytest.fail(f"Orthanc did not start: {(work / 'orthanc.log').read_text()[-2000:]}")
-        for path in sorted(dicom_folder.glob("*.dcm")):
-            reply = requests.post(f"{base}/instances", data=path.read_bytes(), timeout=30)
-            assert reply.ok, reply.text
-        import pydicom
-
-        first = pydicom.dcmread(next(dicom_folder.glob("*.dcm")), stop_before_pixels=True)
-        yield f"{base}/dicom-web/studies/{first.StudyInstanceUID}/series/{first.SeriesInstanceUID}"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
+    with serve(dicom_folder, tmp_path_factory.mktemp("orthanc")) as url:
+        yield url
 
 
 def test_dicomweb_series_reads_the_pixels_of_the_folder(dicom_folder, dicomweb_series):
