@@ -27,6 +27,16 @@ pytest.importorskip("openslide", reason="the DICOM test slide is made through Op
 pytest.importorskip("wsidicomizer", reason="wsidicomizer (in the test extra) makes the DICOM test slide")
 
 
+def assert_same_random_regions(slide, ref, rng, count: int, max_side: int) -> None:
+    """``count`` random level-0 regions up to ``max_side`` px read identically from both slides."""
+    rows, cols = ref.dimensions
+    for _ in range(count):
+        h, w = (int(n) for n in rng.integers(1, max_side + 1, 2))
+        r, c = int(rng.integers(0, rows - h + 1)), int(rng.integers(0, cols - w + 1))
+        want = ref.read_region((r, c), 0, (h, w))
+        np.testing.assert_array_equal(slide.read_region((r, c), 0, (h, w)), want)
+
+
 @pytest.fixture(scope="module")
 def dicom_folder(tmp_path_factory):
     source = shared_file("wsi", "CMU-1-Small-Region.svs")
@@ -58,13 +68,8 @@ def test_dicom_folder_reads_back_the_source_pixels(dicom_folder):
         assert dcm.dimensions == ref.dimensions
         assert dcm.mpp == pytest.approx(ref.mpp)
         assert dcm.level_info[0].tile_shape == (240, 240)
-        rows, cols = ref.dimensions
-        for _ in range(100):
-            h, w = (int(n) for n in rng.integers(1, 161, 2))
-            r, c = int(rng.integers(0, rows - h + 1)), int(rng.integers(0, cols - w + 1))
-            np.testing.assert_array_equal(
-                dcm.read_region((r, c), 0, (h, w)), ref.read_region((r, c), 0, (h, w))
-            )
+        assert_same_random_regions(dcm, ref, rng, 100, 160)
+        rows = ref.dimensions[0]
         # the whole level through the lazy array napari shows
         np.testing.assert_array_equal(np.asarray(dcm.levels[0]), np.asarray(ref.levels[0]))
         # the coarser levels wsidicomizer computed: halves of level 0, close to a 2x2 mean of it
@@ -163,13 +168,7 @@ def test_dicomweb_series_reads_the_pixels_of_the_folder(dicom_folder, dicomweb_s
         assert web.dimensions == local.dimensions and web.level_count == local.level_count
         assert web.mpp == pytest.approx(local.mpp)
         assert set(web.associated_names) >= {"label", "macro"}
-        rows, cols = local.dimensions
-        for _ in range(30):
-            h, w = (int(n) for n in rng.integers(1, 300, 2))
-            r, c = int(rng.integers(0, rows - h + 1)), int(rng.integers(0, cols - w + 1))
-            np.testing.assert_array_equal(
-                web.read_region((r, c), 0, (h, w)), local.read_region((r, c), 0, (h, w))
-            )
+        assert_same_random_regions(web, local, rng, 30, 299)
         for level in range(1, web.level_count):  # every coarser level, whole, through the lazy arrays
             np.testing.assert_array_equal(np.asarray(web.levels[level]), np.asarray(local.levels[level]))
 
