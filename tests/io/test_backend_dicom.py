@@ -204,3 +204,19 @@ def test_histo_tiles_and_predict_on_a_dicom_folder(dicom_folder, tmp_path):
     assert result.exit_code == 0, result.output
     summary = (tmp_path / "p" / "CMU-1-Small-Region.summary.json").read_text()
     assert '"n_tiles"' in summary
+
+
+def test_napari_offers_its_reader_for_a_dicomweb_url_and_reads_it(dicomweb_series, dicom_folder):
+    pytest.importorskip("napari")
+    from npe2 import PluginManager
+
+    from napari_histo._napari.reader import get_slide_reader
+
+    manager = PluginManager.instance()
+    manager.discover()
+    offered = [reader.command for reader in manager.iter_compatible_readers([dicomweb_series])]
+    assert "napari-histo.get_slide_reader" in offered  # napari.yaml's pattern for DICOMweb series
+    [(data, kwargs, kind)] = get_slide_reader(dicomweb_series)(dicomweb_series)
+    assert kind == "image" and kwargs["multiscale"] and kwargs["scale"] == (pytest.approx(0.499),) * 2
+    with open_slide(dicom_folder) as local:
+        np.testing.assert_array_equal(np.asarray(data[-1]), np.asarray(local.levels[-1]))
