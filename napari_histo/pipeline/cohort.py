@@ -97,7 +97,8 @@ def read_cohort(source: str | os.PathLike[str]) -> list[CohortSlide]:
 
     A folder gives the slide files directly in it (known extensions), sorted; a
     manifest has a ``slide`` (or ``path``) column and optional ``mpp``, ``label``
-    and ``patient`` columns, with paths relative to the CSV file.  A bad manifest
+    and ``patient`` columns, with paths relative to the CSV file (or URLs, or folders
+    such as DICOM and OME-Zarr slides).  A bad manifest
     raises :class:`InvalidParameterError` naming the row.
     """
     text = os.fspath(source)
@@ -145,8 +146,10 @@ def _read_manifest(path: Path) -> list[CohortSlide]:
         where = f"{path}, row {number}"
         if not row.get(key):
             raise InvalidParameterError(f"{where}: the '{key}' cell is empty; name the slide file")
-        slide = Path(row[key]).expanduser()
-        slide = slide if slide.is_absolute() else path.parent / slide
+        slide: Path | str = row[key]
+        if not is_url(row[key]):  # a URL (https://, s3://, a DICOMweb series) is kept as written
+            local = Path(row[key]).expanduser()
+            slide = local if local.is_absolute() else path.parent / local
         mpp = None
         if row.get("mpp"):
             try:

@@ -10,6 +10,7 @@ shape and against a mean of the source, not for identity.
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from pathlib import Path
@@ -220,3 +221,22 @@ def test_napari_offers_its_reader_for_a_dicomweb_url_and_reads_it(dicomweb_serie
     assert kind == "image" and kwargs["multiscale"] and kwargs["scale"] == (pytest.approx(0.499),) * 2
     with open_slide(dicom_folder) as local:
         np.testing.assert_array_equal(np.asarray(data[-1]), np.asarray(local.levels[-1]))
+
+
+def test_cohort_manifest_mixes_a_dicomweb_url_a_dicom_folder_and_a_file(
+    dicomweb_series, dicom_folder, tmp_path
+):
+    manifest = tmp_path / "cohort.csv"
+    svs = shared_file("wsi", "tcga-cr-7395-01a-01-ts1.svs")
+    manifest.write_text(f"slide,label\n{dicomweb_series},a\n{dicom_folder},b\n{svs},c\n")
+    result = CliRunner().invoke(cli, ["cohort", "info", str(manifest), "--out", str(tmp_path / "info")])
+    assert result.exit_code == 0, result.output
+    name = dicomweb_series.rsplit("/", 1)[-1].replace(".", "_")
+    records = {p.name: json.loads(p.read_text()) for p in (tmp_path / "info").glob("*.info.json")}
+    assert set(records) == {
+        f"{name}.info.json",
+        "CMU-1-Small-Region.info.json",
+        "tcga-cr-7395-01a-01-ts1.info.json",
+    }
+    assert records[f"{name}.info.json"]["info"]["backend"] == "wsidicom"
+    assert records["CMU-1-Small-Region.info.json"]["info"]["backend"] == "wsidicom"
