@@ -22,8 +22,11 @@ def orthanc_available() -> bool:
 
 
 @contextmanager
-def dicomweb_series(dicom_folder: Path, work: Path) -> Iterator[str]:
-    """Serve the ``*.dcm`` files of ``dicom_folder`` (one series); yields the series' DICOMweb URL."""
+def dicomweb_series(dicom_folder: Path, work: Path, users: dict[str, str] | None = None) -> Iterator[str]:
+    """Serve the ``*.dcm`` files of ``dicom_folder`` (one series); yields the series' DICOMweb URL.
+
+    ``users`` (name: password) makes the server ask for HTTP basic authentication.
+    """
     import pydicom
     import requests
 
@@ -34,11 +37,12 @@ def dicomweb_series(dicom_folder: Path, work: Path) -> Iterator[str]:
     config = {
         "Name": "napari-histo-test", "StorageDirectory": str(work), "IndexDirectory": str(work),
         "HttpPort": port, "DicomServerEnabled": False, "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False, "Plugins": [str(PLUGIN)],
+        "AuthenticationEnabled": bool(users), "RegisteredUsers": users or {}, "Plugins": [str(PLUGIN)],
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
     }  # fmt: skip
     (work / "orthanc.json").write_text(json.dumps(config))
     base = f"http://127.0.0.1:{port}"
+    auth = next(iter(users.items())) if users else None
     with open(work / "orthanc.log", "wb") as log:
         server = subprocess.Popen(
             [str(shutil.which("Orthanc")), str(work / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT
@@ -46,7 +50,7 @@ def dicomweb_series(dicom_folder: Path, work: Path) -> Iterator[str]:
         try:
             for _ in range(200):
                 try:
-                    if requests.get(f"{base}/system", timeout=1).ok:
+                    if requests.get(f"{base}/system", timeout=1, auth=auth).ok:
                         break
                 except requests.ConnectionError:
                     time.sleep(0.1)
@@ -54,7 +58,7 @@ def dicomweb_series(dicom_folder: Path, work: Path) -> Iterator[str]:
                 raise RuntimeError(f"Orthanc did not start: {(work / 'orthanc.log').read_text()[-2000:]}")
             files = sorted(dicom_folder.glob("*.dcm"))
             for path in files:
-                reply = requests.post(f"{base}/instances", data=path.read_bytes(), timeout=60)
+                reply = requests.post(f"{base}/instances", data=path.read_bytes(), timeout=60, auth=auth)
                 reply.raise_for_status()
             first = pydicom.dcmread(files[0], stop_before_pixels=True)
             yield f"{base}/dicom-web/studies/{first.StudyInstanceUID}/series/{first.SeriesInstanceUID}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import threading
 import warnings
@@ -173,7 +174,8 @@ def open_dicomweb(url: str) -> SlideParts:
     """Open a DICOMweb series (see the module docstring for the URL form)."""
     root, study, series = parse_dicomweb_url(url)
     wsidicom = wsidicom_module(url)
-    stored = stored_transfer_syntax(root, study, series)
+    session = dicomweb_session()
+    stored = stored_transfer_syntax(root, study, series, session=session)
     requested = None
     if stored is not None:  # the stored syntax first: frames as stored, never transcoded by the server
         from wsidicom.web import wsidicom_web_source as web_source
@@ -182,14 +184,57 @@ def open_dicomweb(url: str) -> SlideParts:
         requested = [stored, *(uid for uid in fallback if uid != stored)]
     try:
         with _quiet_bulk_data():
-            client = wsidicom.WsiDicomWebClient.create_client(root)
+            client = wsidicom.WsiDicomWebClient.create_client(root, auth=session)
             wsi = wsidicom.WsiDicom.open_web(client, study, series, requested_transfer_syntax=requested)
     except Exception as exc:  # network, authentication, no such series ...
+        if _http_status(exc) in (401, 403):
+            raise CorruptSlideError(
+                f"{url}: the DICOMweb server refused the request ({_http_status(exc)}: credentials needed or "
+                f"not accepted). {CREDENTIALS_HINT}"
+            ) from exc
         raise CorruptSlideError(
             f"{url}: the DICOMweb series cannot be opened ({one_line(exc)}). Check the URL, the server "
             "and the network."
         ) from exc
     return _parts_or_close(_DicomHandle(wsi), url)
+
+
+#: how a user gives DICOMweb credentials (never in the URL: it is recorded in outputs' settings)
+CREDENTIALS_HINT = (
+    "Set HISTO_DICOMWEB_TOKEN to a bearer token (e.g. `gcloud auth print-access-token` for Google Cloud "
+    "Healthcare), or HISTO_DICOMWEB_USER and HISTO_DICOMWEB_PASSWORD for HTTP basic authentication."
+)
+
+
+def dicomweb_session() -> Any:
+    """A ``requests`` session carrying the DICOMweb credentials of the environment, or ``None``.
+
+    ``HISTO_DICOMWEB_TOKEN`` gives ``Authorization: Bearer <token>``; otherwise
+    ``HISTO_DICOMWEB_USER`` (and ``HISTO_DICOMWEB_PASSWORD``) give HTTP basic authentication.
+    """
+    token = os.environ.get("HISTO_DICOMWEB_TOKEN", "").strip()
+    user = os.environ.get("HISTO_DICOMWEB_USER", "")
+    if not token and not user:
+        return None
+    import requests
+
+    session = requests.Session()
+    if token:
+        session.headers["Authorization"] = f"Bearer {token}"
+    else:
+        session.auth = (user, os.environ.get("HISTO_DICOMWEB_PASSWORD", ""))
+    return session
+
+
+def _http_status(exc: BaseException) -> int | None:
+    """The HTTP status of a failed request somewhere in ``exc``'s chain, if any."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        status = getattr(getattr(seen, "response", None), "status_code", None)
+        if status is not None:
+            return int(status)
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 @contextmanager
@@ -211,7 +256,9 @@ _WSM_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"  # VL Whole Slide Microscopy I
 _FRAME_SYNTAX = re.compile(r"transfer-syntax=\"?([0-9.]+)")
 
 
-def stored_transfer_syntax(root: str, study: str, series: str, timeout: float = 10.0) -> str | None:
+def stored_transfer_syntax(
+    root: str, study: str, series: str, timeout: float = 10.0, session: Any = None
+) -> str | None:
     """The transfer syntax a DICOMweb series' pyramid frames are stored in, or ``None`` when unknown.
 
     Asks for one frame with ``transfer-syntax=*`` (DICOMweb: "as stored") and reads the syntax from
@@ -223,8 +270,9 @@ def stored_transfer_syntax(root: str, study: str, series: str, timeout: float = 
     try:
         import requests
 
+        http = session or requests
         base = f"{root.rstrip('/')}/studies/{study}/series/{series}"
-        reply = requests.get(f"{base}/instances", params={"includefield": "00080008"},
+        reply = http.get(f"{base}/instances", params={"includefield": "00080008"},
                              headers={"Accept": "application/dicom+json"}, timeout=timeout)  # fmt: skip
         reply.raise_for_status()
         instances = [
@@ -236,7 +284,7 @@ def stored_transfer_syntax(root: str, study: str, series: str, timeout: float = 
             return None
         uid = (volumes or instances)[0]["00080018"]["Value"][0]
         accept = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
-        with requests.get(f"{base}/instances/{uid}/frames/1", headers={"Accept": accept}, timeout=timeout,
+        with http.get(f"{base}/instances/{uid}/frames/1", headers={"Accept": accept}, timeout=timeout,
                           stream=True) as frame:  # fmt: skip
             frame.raise_for_status()
             found = _FRAME_SYNTAX.search(frame.headers.get("Content-Type", ""))

@@ -240,3 +240,41 @@ def test_cohort_manifest_mixes_a_dicomweb_url_a_dicom_folder_and_a_file(
     }
     assert records[f"{name}.info.json"]["info"]["backend"] == "wsidicom"
     assert records["CMU-1-Small-Region.info.json"]["info"]["backend"] == "wsidicom"
+
+
+def test_dicomweb_credentials_come_from_the_environment(dicom_folder, tmp_path, monkeypatch):
+    """A server that asks for credentials: refused in one line naming the variables, read with them."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from _orthanc import dicomweb_series as serve
+    from _orthanc import orthanc_available
+
+    from napari_histo.errors import CorruptSlideError
+
+    if not orthanc_available():
+        pytest.skip("Orthanc and its DICOMweb plugin are not installed: apt install orthanc orthanc-dicomweb")
+    for name in ("HISTO_DICOMWEB_TOKEN", "HISTO_DICOMWEB_USER", "HISTO_DICOMWEB_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    with serve(dicom_folder, tmp_path / "orthanc", users={"alice": "s3cret"}) as url:
+        with pytest.raises(CorruptSlideError, match=r"refused the request \(401.*HISTO_DICOMWEB_USER"):
+            open_slide(url)
+        monkeypatch.setenv("HISTO_DICOMWEB_USER", "alice")
+        monkeypatch.setenv("HISTO_DICOMWEB_PASSWORD", "wrong")
+        with pytest.raises(CorruptSlideError, match=r"\(401"):
+            open_slide(url)
+        monkeypatch.setenv("HISTO_DICOMWEB_PASSWORD", "s3cret")
+        with open_slide(url) as web, open_slide(dicom_folder) as local:
+            np.testing.assert_array_equal(np.asarray(web.levels[-1]), np.asarray(local.levels[-1]))
+        result = CliRunner().invoke(cli, ["info", url])
+        assert result.exit_code == 0 and "s3cret" not in result.output
+
+
+def test_a_dicomweb_token_is_sent_as_a_bearer_header(monkeypatch):
+    from napari_histo.io._dicom_parts import dicomweb_session
+
+    monkeypatch.delenv("HISTO_DICOMWEB_USER", raising=False)
+    monkeypatch.delenv("HISTO_DICOMWEB_TOKEN", raising=False)
+    assert dicomweb_session() is None
+    monkeypatch.setenv("HISTO_DICOMWEB_TOKEN", "abc.def")
+    assert dicomweb_session().headers["Authorization"] == "Bearer abc.def"
