@@ -14,7 +14,6 @@ import logging
 import math
 import os
 import re
-import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +29,7 @@ from napari_histo.errors import (
     UnsupportedFormatError,
 )
 from napari_histo.io._metadata import Calibration, plausible_mpp
-from napari_histo.io._slide_parts import LevelInfo, SlideParts
+from napari_histo.io._slide_parts import ClosesOnce, LevelInfo, SlideParts
 from napari_histo.io._tile_reader import LevelReader, guard_allocation, one_line
 
 __all__ = ["DicomLevel", "is_dicom_folder", "open_dicom_folder", "open_dicomweb", "parse_dicomweb_url"]
@@ -132,19 +131,14 @@ def _rgb(pixels: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(pixels[..., :3]).astype(np.uint8, copy=False)
 
 
-class _DicomHandle:
+class _DicomHandle(ClosesOnce):
     """The open ``WsiDicom``; ``close`` is idempotent."""
 
     def __init__(self, wsi: Any) -> None:
+        super().__init__()
         self.wsi = wsi
-        self._lock = threading.Lock()
-        self._closed = False
 
-    def close(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
+    def _release(self) -> None:
         self.wsi.close()
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ import numpy as np
 
 from napari_histo.errors import CorruptSlideError, MissingDependencyError, UnsupportedFormatError
 from napari_histo.io._metadata import Calibration, plausible_mpp
-from napari_histo.io._slide_parts import LevelInfo, SlideParts
+from napari_histo.io._slide_parts import ClosesOnce, LevelInfo, SlideParts
 from napari_histo.io._tile_reader import LevelReader, guard_allocation, one_line
 
 __all__ = ["OpenSlideLevel", "level_origin", "open_openslide", "openslide_module", "openslide_vendor"]
@@ -147,13 +146,12 @@ def composite_rgba(rgba: np.ndarray, background: tuple[int, int, int] = (255, 25
     return mixed.astype(np.uint8)
 
 
-class _OpenSlideFile:
+class _OpenSlideFile(ClosesOnce):
     """The open OpenSlide handle; ``close`` is idempotent and levels keep it alive while they live."""
 
     def __init__(self, osr: Any) -> None:
+        super().__init__()
         self.osr = osr
-        self._lock = threading.Lock()
-        self._closed = False
         color = str(osr.properties.get("openslide.background-color", "") or "")
         try:
             self.background = (
@@ -164,11 +162,7 @@ class _OpenSlideFile:
         except ValueError:
             self.background = (255, 255, 255)
 
-    def close(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
+    def _release(self) -> None:
         self.osr.close()
 
 

@@ -9,6 +9,7 @@ builds slides, so the dependency runs one way: ``slide`` -> openers -> here.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -16,7 +17,26 @@ from typing import Any
 from napari_histo.io._metadata import Calibration
 from napari_histo.io._tile_reader import LevelReader
 
-__all__ = ["LevelInfo", "SlideParts"]
+__all__ = ["ClosesOnce", "LevelInfo", "SlideParts"]
+
+
+class ClosesOnce:
+    """A back-end's open file handle whose ``close`` releases it once, whoever calls it first
+    (the slide, a level that outlived it, another thread); subclasses say how in ``_release``."""
+
+    def __init__(self) -> None:
+        self._close_lock = threading.Lock()
+        self._closed = False
+
+    def close(self) -> None:
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._release()
+
+    def _release(self) -> None:
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)
