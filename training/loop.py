@@ -26,6 +26,7 @@ from training.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
 from training.config import ConfigError, PhaseConfig, TrainingConfig
 from training.metrics import classification_metrics, segmentation_metrics
 from training.network import freeze_batchnorm_stats, set_trainable
+from training.resume import restore_optimizer
 from training.samples import Samples
 
 __all__ = ["Fold", "NonFiniteLossError", "evaluate", "fit", "make_optimizer", "make_scheduler", "prepare"]
@@ -230,17 +231,7 @@ def fit(
         model = ctx.wrap(inner) if ctx.wrap is not None else inner
         optimizer = make_optimizer(phase, [p for p in inner.parameters() if p.requires_grad])
         scheduler = make_scheduler(phase, optimizer, mode)
-        if state.get("optimizer") is not None and state["epoch"] > 0:
-            try:
-                optimizer.load_state_dict(state.pop("optimizer"))
-                if scheduler is not None and state.get("scheduler"):
-                    scheduler.load_state_dict(state.pop("scheduler"))
-            except (ValueError, KeyError) as exc:
-                raise ConfigError(
-                    f"{run_dir / LAST}: its optimiser state does not fit phase {p_index} of this recipe "
-                    f"({exc}); it was made with other settings. Run the recipe it was made with to resume, "
-                    "or start afresh in another folder (name=...) or with train.resume=false."
-                ) from exc
+        restore_optimizer(state, optimizer, scheduler, run_dir / LAST, p_index)
         for epoch in range(state["epoch"], phase.epochs):
             global_epoch = len(state["history"])
             row = {"phase": p_index, "epoch": epoch, "global_epoch": global_epoch,

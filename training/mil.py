@@ -49,7 +49,7 @@ from training.report import (
     write_resolved_config,
     write_run_readme,
 )
-from training.resume import resume_settings
+from training.resume import restore_optimizer, resume_settings
 from training.splits import balanced_class_weights
 
 __all__ = ["evaluate_bags", "mil_options", "train_mil"]
@@ -181,16 +181,7 @@ def _fit(
             break
         optimizer = make_optimizer(phase, list(network.parameters()))
         scheduler = make_scheduler(phase, optimizer, mode)
-        if state.get("optimizer") is not None and state["epoch"] > 0:
-            try:
-                optimizer.load_state_dict(state.pop("optimizer"))
-                if scheduler is not None and state.get("scheduler"):
-                    scheduler.load_state_dict(state.pop("scheduler"))
-            except (ValueError, KeyError) as exc:
-                raise ConfigError(
-                    f"{run_dir / LAST}: its optimiser state does not fit phase {p_index} of this recipe "
-                    f"({exc}); start afresh in another folder (name=...) or with train.resume=false"
-                ) from exc
+        restore_optimizer(state, optimizer, scheduler, run_dir / LAST, p_index)
         for epoch in range(state["epoch"], phase.epochs):
             global_epoch = len(state["history"])
             row: dict[str, Any] = {

@@ -6,11 +6,12 @@ Used by :mod:`training.run` (``last.pt``) and :mod:`training.ssl` (``ssl_last.pt
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
-from training.config import TrainingConfig, config_to_dict
+from training.config import ConfigError, TrainingConfig, config_to_dict
 
-__all__ = ["differences", "resume_settings"]
+__all__ = ["differences", "restore_optimizer", "resume_settings"]
 
 
 #: settings that may change between a run and its resumption (the rest must match last.pt's)
@@ -57,3 +58,25 @@ def differences(before: Any, now: Any, key: str = "") -> list[str]:
 def show(value: Any) -> str:
     text = json.dumps(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def restore_optimizer(
+    state: dict[str, Any], optimizer: Any, scheduler: Any, checkpoint: Path, phase: int
+) -> None:
+    """Load a resumed phase's optimiser (and scheduler) state from ``state`` (popped: used once).
+
+    Only when the phase was under way (``state["epoch"] > 0``); a state that does not fit the
+    recipe's phase is a :class:`ConfigError` naming the checkpoint and how to start afresh.
+    """
+    if state.get("optimizer") is None or state["epoch"] <= 0:
+        return
+    try:
+        optimizer.load_state_dict(state.pop("optimizer"))
+        if scheduler is not None and state.get("scheduler"):
+            scheduler.load_state_dict(state.pop("scheduler"))
+    except (ValueError, KeyError) as exc:
+        raise ConfigError(
+            f"{checkpoint}: its optimiser state does not fit phase {phase} of this recipe ({exc}); it was "
+            "made with other settings. Run the recipe it was made with to resume, or start afresh in "
+            "another folder (name=...) or with train.resume=false."
+        ) from exc
